@@ -1,0 +1,3 @@
+from dermcli.cli import main
+
+main()

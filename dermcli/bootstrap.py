@@ -1,0 +1,67 @@
+"""Vectorised bootstrap confidence intervals that resample lesions (groups), not images.
+
+All B resamples are evaluated at once as per-image weight matrices W (B, N): W[b, i] is how many
+times image i's lesion was drawn in resample b.
+"""
+
+import numpy as np
+
+
+def group_weights(groups: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(B, N) image weights from drawing len(unique groups) groups with replacement, B times."""
+    _, group_of = np.unique(groups, return_inverse=True)
+    n_groups = group_of.max() + 1
+    draws = np.random.default_rng(seed).integers(0, n_groups, (resamples, n_groups))
+    counts = np.zeros((resamples, n_groups), dtype=np.float64)
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
+    return counts[:, group_of]
+
+
+def weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC-AUC for each weight row: y (N,) {0,1}, score (N,), w (B, N) -> (B,). Ties count half."""
+    order = np.argsort(score, kind="stable")
+    y, score, w = y[order], score[order], w[:, order]
+    _, first, counts = np.unique(score, return_index=True, return_counts=True)
+    neg = w * (y == 0)
+    neg_tie = np.add.reduceat(neg, first, axis=1)  # negative weight per distinct score
+    neg_below = np.cumsum(neg_tie, axis=1) - neg_tie
+    tie_of = np.repeat(np.arange(len(first)), counts)
+    pos = w * (y == 1)
+    wins = (pos * (neg_below[:, tie_of] + 0.5 * neg_tie[:, tie_of])).sum(axis=1)
+    return wins / np.maximum(pos.sum(axis=1) * neg.sum(axis=1), 1e-12)
+
+
+def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average precision (sklearn's step-wise PR-AUC) for each weight row -> (B,)."""
+    order = np.argsort(-score, kind="stable")
+    y, score, w = y[order], score[order], w[:, order]
+    _, first = np.unique(-score, return_index=True)
+    last = np.append(first[1:], len(score)) - 1  # thresholds sit at the end of each tie group
+    tp = np.cumsum(w * (y == 1), axis=1)[:, last]
+    fp = np.cumsum(w * (y == 0), axis=1)[:, last]
+    precision = tp / np.maximum(tp + fp, 1e-12)
+    recall_step = np.diff(tp, axis=1, prepend=0) / np.maximum(tp[:, -1:], 1e-12)
+    return (precision * recall_step).sum(axis=1)
+
+
+def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
+    """(B, k, k) confusion matrices (rows true, columns predicted)."""
+    cell = np.eye(k * k)[y_true * k + y_pred]
+    return (w @ cell).reshape(-1, k, k)
+
+
+def confusion_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro-F1 from (B, k, k) confusion matrices; classes absent from both
+    truth and prediction in a resample are left out of the macro means."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    true, pred = cm.sum(axis=2), cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(true > 0, tp / true, np.nan)
+        f1 = np.where(true + pred > 0, 2 * tp / (true + pred), np.nan)
+    return {"accuracy": tp.sum(axis=1) / cm.sum(axis=(1, 2)), "balanced_accuracy": np.nanmean(recall, axis=1),
+            "macro_f1": np.nanmean(f1, axis=1)}
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    lo, hi = np.nanquantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)

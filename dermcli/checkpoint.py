@@ -1,0 +1,80 @@
+"""One checkpoint file = weights + everything needed to use them alone. Loaded with weights_only=True."""
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from dermcli import __version__
+from dermcli.errors import DermcliError
+from dermcli.io import atomic_path
+from dermcli.labels import class_names
+
+FORMAT = "dermcli-checkpoint"
+FORMAT_VERSION = 1
+
+
+def torch_load(path: Path):
+    """torch.load that only ever unpickles tensors and plain data, with one-line errors."""
+    path = Path(path)
+    if path.is_dir():
+        raise DermcliError(f"{path}: is a folder; give the weights file inside it (e.g. {path / 'best.pt'})")
+    if not path.is_file():
+        raise DermcliError(f"{path}: no such weights file")
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them itself
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files; all mean "not loadable"
+        text = str(e)
+        if "Weights only load failed" in text and ("GLOBAL" in text or "global" in text):
+            raise DermcliError(f"{path}: refused: the file holds Python objects that could run code, not just weights") from None
+        raise DermcliError(f"{path}: not a readable PyTorch weights file (truncated or corrupt?)") from None
+
+
+def num_outputs(task: str) -> int:
+    return len(class_names(task)) if task == "multiclass" else 1
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False) -> None:
+    """Write atomically; `half` stores floating tensors in fp16 (loaded back as fp32)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "dermcli_version": __version__}, "state_dict": state}
+    if training_state is not None:
+        payload["training_state"] = training_state
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: Path) -> dict:
+    data = torch_load(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+            raise DermcliError(f"{path}: a plain state dict, not a dermcli checkpoint (use it with `train --init {path}`)")
+        raise DermcliError(f"{path}: not a dermcli checkpoint")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise DermcliError(f"{path}: written by a newer dermcli (format {data['format_version']}); upgrade dermcli")
+    return data
+
+
+def build_model(meta: dict, state_dict: dict | None = None, source: str = "checkpoint") -> torch.nn.Module:
+    from dermcli.models import get_backend
+
+    backend = get_backend(meta["backend"])
+    model = backend.build(num_outputs(meta["task"]), meta.get("model_options", {}))
+    if state_dict is not None:
+        try:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+        except RuntimeError:
+            raise DermcliError(f"{source}: weights do not fit the {meta['backend']} architecture the file names") from None
+    return model
+
+
+def load_model(path: Path, expect_backend: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """Model in eval mode and its metadata; `expect_backend` refuses a checkpoint of another backend."""
+    data = read_checkpoint(path)
+    meta = data["meta"]
+    if expect_backend and meta["backend"] != expect_backend:
+        raise DermcliError(f"{path}: a {meta['backend']} checkpoint, not {expect_backend}")
+    model = build_model(meta, data["state_dict"], str(path))
+    return model.eval(), meta

@@ -1,0 +1,197 @@
+"""The `dermcli` command: parse options, call the plain functions, render results. No logic here.
+
+Heavy libraries (torch, pandas, sklearn, matplotlib) are imported inside commands so `--help` is quick.
+"""
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from dermcli.errors import DermcliError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bars():
+    """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        def track(iterable, description: str, total: int | None = None):
+            task = progress.add_task(description, total=total)
+            for item in iterable:
+                yield item
+                progress.advance(task)
+            progress.remove_task(task)
+
+        yield track
+
+
+def log(message: str) -> None:
+    err_console.print(message, highlight=False)
+
+
+@app.command()
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder, ISIC ground-truth CSV or class-folder tree.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, split.csv, history.csv, config.json.")] = None,
+    model: Annotated[str, typer.Option(help="Backend: cnn (28x28, 7-class) or resnet50 (224, binary).")] = "cnn",
+    task: Annotated[str, typer.Option(help="multiclass or binary; empty = the backend's default.")] = "",
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    scheduler: Annotated[str, typer.Option(help="plateau (ReduceLROnPlateau on the val metric) or cosine.")] = "plateau",
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 7,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.0,
+    class_weights: Annotated[str, typer.Option(help="Imbalance handling in the loss: none, sqrt or balanced.")] = "balanced",
+    augment: Annotated[bool, typer.Option(help="Flips, 90-degree turns and colour jitter at train time.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and augmentation.")] = 42,
+    split_seed: Annotated[int, typer.Option(help="Seed of the lesion-level 70/15/15 split.")] = 42,
+    split_file: Annotated[Optional[Path], typer.Option(help="Reuse this split.csv instead of making one.")] = None,
+    freeze: Annotated[str, typer.Option(help="resnet50: none, layer3 (layer4 + head train) or backbone (head only).")] = "none",
+    pretrained: Annotated[bool, typer.Option(help="resnet50: start from torchvision's ImageNet weights.")] = True,
+    init: Annotated[Optional[Path], typer.Option(help="resnet50: start from a (partial) torchvision-format state dict.")] = None,
+    preprocessing: Annotated[str, typer.Option(help="unit, imagenet or caffe; empty = the backend's default.")] = "",
+    strides: Annotated[str, typer.Option(help="resnet50: v1.5 (torchvision) or v1 (Caffe/Keras) stride placement.")] = "v1.5",
+    target_sensitivity: Annotated[float, typer.Option(help="Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
+    deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Allow training into a folder that already holds a run.")] = False,
+):
+    """Train a model on a lesion-level split; writes the run folder."""
+    from dermcli.config import TrainConfig
+    from dermcli.train import train as run_training
+
+    if resume is None and (data is None or out is None):
+        raise DermcliError("train needs --data and --out (or --resume RUN_DIR)")
+    cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing,
+                      class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
+                      freeze=freeze, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
+                      target_sensitivity=target_sensitivity, deterministic=deterministic)
+    with progress_bars() as track:
+        best = run_training(cfg, resume=resume is not None, overwrite=overwrite, track=track, log=log)
+    console.print(f"best checkpoint: {best}")
+
+
+@app.command("eval")
+def evaluate(
+    weights: Annotated[Path, typer.Option(help="Checkpoint to evaluate (e.g. runs/cnn/best.pt).")],
+    data: Annotated[Path, typer.Option(help="HAM10000 folder, ISIC ground-truth CSV or class-folder tree.")],
+    out: Annotated[Path, typer.Option(help="Folder for predictions.csv and the reports.")],
+    split: Annotated[str, typer.Option(help="train, val, test, or all (every image: external sets).")] = "test",
+    split_file: Annotated[Optional[Path], typer.Option(help="split.csv to use; default: the one beside --weights.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of an ISIC CSV, when not beside it.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's val-tuned decision threshold.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+):
+    """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
+    from dermcli.evaluate import evaluate as run_eval
+    from dermcli.report import write_reports
+
+    if split not in ("train", "val", "test", "all"):
+        raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
+    with progress_bars() as track:
+        folder = run_eval(weights, data, out, split, split_file, images, threshold, batch_size, track)
+    show_report(write_reports(folder), folder)
+
+
+@app.command()
+def report(folder: Annotated[Path, typer.Argument(help="An eval output folder (holding predictions.csv).")]):
+    """Re-render an eval folder's reports and plots from its predictions.csv, without a model."""
+    from dermcli.report import write_reports
+
+    show_report(write_reports(folder), folder)
+
+
+def show_report(r: dict, folder: Path) -> None:
+    from rich.table import Table
+
+    console.print(r["classification_report"], highlight=False)
+    for title, rows in r["tables"].items():
+        table = Table("Metric", "Value", title=title, title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"reports written to {folder}")
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
+    model: Annotated[str, typer.Option(help="Shipped model when --weights is not given: cnn or resnet50.")] = "cnn",
+    threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's malignant threshold.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
+):
+    """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
+    from dermcli.predict import DISCLAIMER, default_weights
+    from dermcli.predict import predict as run_predict
+
+    with progress_bars() as track:
+        results, problems = run_predict(inputs, weights or default_weights(model), threshold, track=track)
+    for p in results:
+        if as_json:
+            print(json.dumps({**vars(p), "malignant": p.malignant}))
+        else:
+            render_prediction(p)
+    if out:
+        write_predictions_csv(out, results)
+    for path, problem in problems:
+        err_console.print(f"skipped {path}: {problem}", highlight=False)
+    if not as_json:
+        console.print(f"{len(results)} predicted, {len(problems)} failed. {DISCLAIMER}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+def render_prediction(p) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{p.image}[/bold]", highlight=False)
+    if p.label in ("MALIGNANT", "BENIGN"):
+        console.print(f"Prediction: {p.label}\nConfidence: {p.confidence:.1%}  (malignant score {p.malignant_score:.3f}, threshold {p.threshold:.3f})")
+        return
+    table = Table("class", "probability")
+    for name, value in p.probabilities.items():
+        table.add_row(f"[bold]{name}[/bold]" if name == p.label else name, f"{value:.1%}")
+    console.print(f"Prediction: {p.label} ({p.confidence:.1%})")
+    console.print(table)
+    verdict = "MALIGNANT" if p.malignant else "BENIGN"
+    console.print(f"Malignant score p(mel)+p(bcc)+p(akiec): {p.malignant_score:.3f} -> {verdict} at threshold {p.threshold:.3f}")
+
+
+def write_predictions_csv(path: Path, results) -> None:
+    import pandas as pd
+
+    from dermcli.io import write_text
+
+    rows = [{"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
+             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold} for p in results]
+    write_text(path, pd.DataFrame(rows).to_csv(index=False))
+
+
+def main() -> None:
+    try:
+        app()
+    except DermcliError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(getattr(e, "exit_code", 1))
+    except Exception as e:  # a bug of ours: still one line, with a way to see the traceback
+        if os.environ.get("DERMCLI_DEBUG"):
+            raise
+        err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
+        sys.exit(2)

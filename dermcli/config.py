@@ -1,0 +1,66 @@
+"""Training configuration: one dataclass, saved as config.json and inside every checkpoint."""
+
+from dataclasses import asdict, dataclass, fields
+
+from dermcli.errors import DermcliError
+from dermcli.labels import TASKS
+
+SCHEDULERS = ("plateau", "cosine")
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "cnn"
+    task: str = ""  # "" = the backend's default
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "plateau"
+    patience: int = 7
+    label_smoothing: float = 0.0
+    class_weights: str = "balanced"
+    augment: bool = True
+    seed: int = 42
+    split_seed: int = 42
+    split_file: str = ""
+    freeze: str = "none"
+    pretrained: bool = True
+    init: str = ""
+    preprocessing: str = ""  # "" = the backend's default
+    strides: str = "v1.5"
+    target_sensitivity: float = 0.90
+    deterministic: bool = False
+
+    def resolved(self) -> "TrainConfig":
+        """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
+        from dermcli.models import PREPROCESSING, get_backend
+        from dermcli.models.resnet50 import STRIDES
+
+        backend = get_backend(self.model)
+        cfg = TrainConfig(**asdict(self))
+        cfg.task = cfg.task or backend.default_task
+        cfg.preprocessing = cfg.preprocessing or backend.default_preprocessing
+        if cfg.init:
+            cfg.pretrained = False
+        checks = [
+            ("task", cfg.task, TASKS), ("scheduler", cfg.scheduler, SCHEDULERS), ("class-weights", cfg.class_weights, CLASS_WEIGHTS),
+            ("freeze", cfg.freeze, backend.freeze_choices), ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
+        ]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise DermcliError(f"--{name} {value!r} is not one of {', '.join(allowed)} (for --model {cfg.model})")
+        if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or not 0 < cfg.target_sensitivity < 1:
+            raise DermcliError("--epochs must be >= 1, --batch-size >= 2, --lr > 0 and --target-sensitivity in (0, 1)")
+        return cfg
+
+    def model_options(self) -> dict:
+        return {"strides": self.strides, "freeze": self.freeze, "pretrained": self.pretrained, "init": self.init or None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

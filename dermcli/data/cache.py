@@ -1,0 +1,61 @@
+"""Decode once: images resized to the model's input size, kept as a memory-mappable uint8 .npy.
+
+The cache key hashes every file's path, size and mtime plus the target size, so a changed,
+added or removed image (or another size) builds a new cache instead of reusing a stale one.
+"""
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from dermcli.data.images import load_rgb
+from dermcli.errors import DermcliError
+from dermcli.io import atomic_path
+
+
+def cache_dir() -> Path:
+    if os.environ.get("DERMCLI_CACHE_DIR"):
+        return Path(os.environ["DERMCLI_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dermcli"
+
+
+def cache_key(paths: list[str], size: int) -> str:
+    digest = hashlib.sha256(f"size={size}\n".encode())
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def decode_images(paths: list[str], size: int, track=None) -> np.ndarray:
+    """(N, size, size, 3) uint8 for `paths`, in order. Threads overlap JPEG decoding (PIL drops the GIL)."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = pool.map(lambda p: load_rgb(p, size), paths)
+        for i, img in enumerate(track(decoded, f"decoding {len(paths)} images", len(paths)) if track else decoded):
+            out[i] = img
+    return out
+
+
+def cached_images(paths: list[str], size: int, track=None, use_cache: bool = True) -> np.ndarray:
+    if not use_cache:
+        return decode_images(paths, size, track)
+    path = cache_dir() / f"images_{size}px_{cache_key(paths, size)}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, mmap_mode="r")
+            if cached.shape == (len(paths), size, size, 3) and cached.dtype == np.uint8:
+                return cached
+        except (OSError, ValueError):
+            pass  # unreadable cache: rebuild below
+    images = decode_images(paths, size, track)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, images)
+    except (DermcliError, OSError):
+        pass  # a cache we cannot write only costs speed
+    return images

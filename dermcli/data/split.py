@@ -1,0 +1,74 @@
+"""Lesion-level, class-stratified train/val/test split: no lesion's images ever straddle two splits."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermcli.data import read_csv
+from dermcli.errors import DermcliError
+from dermcli.io import write_text
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ["image_id", "lesion_id", "label", "split"]
+
+
+def make_split(table: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 42) -> pd.DataFrame:
+    """Assign whole lesions to splits so each class's images divide close to `fractions`.
+
+    Per class, lesions are shuffled (seeded) and each goes to the split furthest below its image
+    target, which keeps image-level class ratios within about a point even for multi-image lesions.
+    Returns a table with columns image_id, lesion_id, label, split.
+    """
+    rng = np.random.default_rng(seed)
+    lesions = table.groupby("lesion_id", sort=True).agg(label=("dx", "first"), n=("dx", "size"))
+    assignment: dict[str, str] = {}
+    for label in sorted(lesions["label"].unique()):
+        group = lesions[lesions["label"] == label]
+        order = rng.permutation(len(group))
+        targets = np.asarray(fractions) * group["n"].sum()
+        filled = np.zeros(len(SPLITS))
+        for lesion_id, n in zip(group.index[order], group["n"].to_numpy()[order]):
+            k = int(np.argmax(targets - filled))
+            filled[k] += n
+            assignment[lesion_id] = SPLITS[k]
+    split = pd.DataFrame(
+        {"image_id": table["image_id"], "lesion_id": table["lesion_id"], "label": table["dx"], "split": table["lesion_id"].map(assignment)}
+    )
+    check_no_leakage(split)
+    return split
+
+
+def check_no_leakage(split: pd.DataFrame, source: str = "split") -> None:
+    per_lesion = split.groupby("lesion_id")["split"].nunique()
+    leaked = per_lesion.index[per_lesion > 1]
+    if len(leaked):
+        raise DermcliError(f"{source}: lesion {leaked[0]} appears in more than one split ({len(leaked)} lesions leak): refused")
+
+
+def save_split(split: pd.DataFrame, path: Path) -> None:
+    write_text(path, split[SPLIT_COLUMNS].to_csv(index=False))
+
+
+def load_split(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DermcliError(f"{path}: split file not found")
+    split = read_csv(path)
+    absent = [c for c in SPLIT_COLUMNS if c not in split.columns]
+    if absent:
+        raise DermcliError(f"{path}: missing column(s) {', '.join(absent)}")
+    bad = split.index[~split["split"].isin(SPLITS)]
+    if len(bad):
+        raise DermcliError(f"{path}: row {bad[0] + 2}: split must be train, val or test, not {split.at[bad[0], 'split']!r}")
+    check_no_leakage(split, str(path))
+    return split
+
+
+def select(table: pd.DataFrame, split: pd.DataFrame, name: str, source: str = "split") -> pd.DataFrame:
+    """Rows of `table` that `split` puts in `name`; every image of that split must be in the table."""
+    ids = split.loc[split["split"] == name, "image_id"]
+    missing = ids[~ids.isin(table["image_id"])]
+    if len(missing):
+        raise DermcliError(f"{source}: {len(missing)} {name} image(s) are not in the data set, e.g. {missing.iloc[0]!r}")
+    return table[table["image_id"].isin(set(ids))].reset_index(drop=True)

@@ -1,0 +1,57 @@
+"""Run a checkpoint over a split (or a whole external set) and save predictions.csv + the reports."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermcli.batches import ImageBatches, predict_logits
+from dermcli.checkpoint import load_model
+from dermcli.data import load_dataset
+from dermcli.data.cache import cached_images
+from dermcli.data.split import load_split, select
+from dermcli.errors import DermcliError
+from dermcli.io import ensure_writable_dir, write_text
+from dermcli.labels import task_targets
+from dermcli.metrics import probabilities
+
+PREDICTIONS = "predictions.csv"
+EVAL_INFO = "eval_info.json"
+
+
+def resolve_split_file(weights: Path, split_file: Path | None) -> Path:
+    if split_file:
+        return Path(split_file)
+    beside = Path(weights).parent / "split.csv"
+    if not beside.is_file():
+        raise DermcliError(f"no split.csv beside {weights}: pass --split-file, or --split all to evaluate every image of an external set")
+    return beside
+
+
+def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_file: Path | None = None, images: Path | None = None,
+             threshold: float | None = None, batch_size: int = 64, track=None) -> Path:
+    """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
+    out = ensure_writable_dir(Path(out))
+    model, meta = load_model(Path(weights))
+    table = load_dataset(Path(data), images)
+    if split != "all":
+        source = resolve_split_file(Path(weights), split_file)
+        table = select(table, load_split(source), split, str(source))
+    pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
+    logits = predict_logits(model, ImageBatches(pixels, meta["preprocessing"]), batch_size, track)
+    probs = probabilities(logits, meta["temperature"])
+    names = meta["class_names"]
+    predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
+                                "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})
+    for k, name in enumerate(names):
+        predictions[f"p_{name}"] = np.round(probs[:, k], 6)
+    info = {
+        "model": meta["backend"], "task": meta["task"], "class_names": names,
+        "threshold": meta["threshold"] if threshold is None else threshold, "threshold_source": "validation" if threshold is None else "--threshold",
+        "temperature": meta["temperature"], "weights": str(weights), "data": str(data), "split": split,
+        "images": len(predictions), "val_metrics": meta.get("val_metrics", {}), "config": meta.get("config", {}),
+    }
+    write_text(out / PREDICTIONS, predictions.to_csv(index=False))
+    write_text(out / EVAL_INFO, json.dumps(info, indent=2) + "\n")
+    return out

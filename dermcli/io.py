@@ -1,0 +1,47 @@
+"""Atomic writes: a crash mid-write leaves the previous good file, never a half-written one."""
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from dermcli.errors import DermcliError
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path in the same folder; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise DermcliError(f"cannot write to {path.parent}: {e.strerror or e}") from None
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should be as readable as any other
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create `path` if needed and check we can write there, before any long work starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DermcliError(f"cannot create output folder {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK):
+        raise DermcliError(f"output folder {path} is not writable")
+    return path

@@ -1,0 +1,101 @@
+"""Predict on image files, folders or globs; bad files are reported and skipped, never fatal."""
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dermcli.data.images import IMAGE_SUFFIXES, ImageError, load_rgb
+from dermcli.errors import DermcliError
+from dermcli.labels import MALIGNANT_INDICES
+from dermcli.metrics import malignant_score, probabilities
+
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED = {"cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt", "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
+DISCLAIMER = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
+
+
+@dataclass
+class Prediction:
+    image: str
+    label: str  # predicted class (7-class) or MALIGNANT/BENIGN (binary)
+    confidence: float  # probability of `label`
+    probabilities: dict[str, float]
+    malignant_score: float
+    threshold: float
+
+    @property
+    def malignant(self) -> bool:
+        return self.malignant_score >= self.threshold
+
+
+def default_weights(model: str) -> Path:
+    if model not in SHIPPED:
+        raise DermcliError(f"unknown model {model!r} (choose from {', '.join(SHIPPED)})")
+    path = SHIPPED[model]
+    if not path.is_file():
+        raise DermcliError(f"no shipped weights at {path}: train a model (`dermcli train --model {model} ...`) and pass --weights RUN/best.pt")
+    return path
+
+
+def collect_images(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (recursively) and globs into image paths; also (input, problem) pairs."""
+    found, problems = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += images
+            if not images:
+                problems.append((item, "folder holds no images (jpg, jpeg, png, bmp, tif)"))
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found += matches
+            if not matches:
+                problems.append((item, "pattern matches no files"))
+        else:
+            problems.append((item, "no such file or folder"))
+    return list(dict.fromkeys(found)), problems
+
+
+def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: float) -> list[Prediction]:
+    names, binary = meta["class_names"], meta["task"] == "binary"
+    scores = probs[:, 1] if binary else malignant_score(probs, MALIGNANT_INDICES)
+    out = []
+    for path, p, score in zip(paths, probs, scores):
+        if binary:
+            label, confidence = ("MALIGNANT", score) if score >= threshold else ("BENIGN", 1 - score)
+        else:
+            label, confidence = names[int(p.argmax())], p.max()
+        out.append(Prediction(str(path), label, float(confidence), {n: float(v) for n, v in zip(names, p)}, float(score), float(threshold)))
+    return out
+
+
+def predict(inputs: list[str], weights: Path, threshold: float | None = None, batch_size: int = 32,
+            track=None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Predictions for every readable image, and (path, problem) for every input that failed.
+
+    `threshold` overrides the checkpoint's validation-tuned malignant threshold.
+    """
+    from dermcli.batches import ImageBatches, predict_logits
+    from dermcli.checkpoint import load_model
+
+    paths, problems = collect_images(inputs)
+    if not paths and problems:
+        return [], problems
+    model, meta = load_model(Path(weights))
+    good, pixels = [], []
+    for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:
+        try:
+            pixels.append(load_rgb(path, meta["input_size"]))
+            good.append(path)
+        except ImageError as e:
+            problems.append((str(path), str(e).removeprefix(f"{path}: ")))
+    if not good:
+        return [], problems
+    logits = predict_logits(model, ImageBatches(np.stack(pixels), meta["preprocessing"]), batch_size)
+    probs = probabilities(logits, meta["temperature"])
+    return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold), problems

@@ -1,0 +1,46 @@
+"""Pixels -> network input, and train-time augmentation. NumPy only, so inference needs no torch."""
+
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def normalize(images: np.ndarray, preprocessing: str) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W) as the weights expect.
+
+    unit: [0, 1]; imagenet: ImageNet mean/std on [0, 1] RGB; caffe: BGR minus the Caffe means, 0..255.
+    """
+    x = images.astype(np.float32)
+    if preprocessing == "unit":
+        x /= 255.0
+    elif preprocessing == "imagenet":
+        x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    elif preprocessing == "caffe":
+        x = x[..., ::-1] - CAFFE_MEAN_BGR
+    else:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, jitter: float = 0.1) -> np.ndarray:
+    """Dermoscopy has no up or right: random flips and 90-degree turns, plus mild colour jitter.
+
+    uint8 (N, H, W, 3) -> uint8 (N, H, W, 3); H == W.
+    """
+    n = len(images)
+    turns, hflip, vflip = rng.integers(0, 4, n), rng.random(n) < 0.5, rng.random(n) < 0.5
+    out = np.empty(images.shape, dtype=np.float32)
+    for i, img in enumerate(images):
+        img = np.rot90(img, turns[i])
+        img = img[:, ::-1] if hflip[i] else img
+        out[i] = img[::-1] if vflip[i] else img
+    if jitter:
+        brightness, contrast, saturation = (rng.uniform(1 - jitter, 1 + jitter, (3, n, 1, 1, 1))).astype(np.float32)
+        out *= brightness
+        mean = out.mean(axis=(1, 2, 3), keepdims=True)
+        out = (out - mean) * contrast + mean
+        gray = out.mean(axis=3, keepdims=True)
+        out = (out - gray) * saturation + gray
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

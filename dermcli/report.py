@@ -1,0 +1,153 @@
+"""Every report is computed from predictions.csv + eval_info.json, so `report DIR` needs no model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermcli import bootstrap
+from dermcli.data import read_csv
+from dermcli.errors import DermcliError
+from dermcli.evaluate import EVAL_INFO, PREDICTIONS
+from dermcli.io import write_text
+from dermcli.labels import MALIGNANT_INDICES
+from dermcli.metrics import (binary_summary, expected_calibration_error, malignant_score, multiclass_summary, operating_points,
+                             ovr_auc, probabilities)
+
+BINARY_ROWS = [("Accuracy", "accuracy"), ("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("Precision", "precision"), ("Recall", "recall"),
+               ("Loss", "loss"), ("Specificity", "specificity"), ("NPV", "npv"), ("F1", "f1"), ("Balanced accuracy", "balanced_accuracy")]
+MULTICLASS_ROWS = [("Accuracy", "accuracy"), ("Balanced accuracy", "balanced_accuracy"), ("Macro F1", "macro_f1"),
+                   ("Weighted F1", "weighted_f1"), ("Macro ROC-AUC (one-vs-rest)", "macro_auc"), ("Loss", "loss")]
+
+
+def load_eval(folder: Path) -> tuple[dict, pd.DataFrame]:
+    folder = Path(folder)
+    for name in (PREDICTIONS, EVAL_INFO):
+        if not (folder / name).is_file():
+            raise DermcliError(f"{folder}: no {name} (run `dermcli eval ... --out {folder}` first)")
+    try:
+        info = json.loads((folder / EVAL_INFO).read_text())
+    except json.JSONDecodeError:
+        raise DermcliError(f"{folder / EVAL_INFO}: not valid JSON") from None
+    predictions = read_csv(folder / PREDICTIONS)
+    needed = ["image_id", "lesion_id", "label"] + [f"p_{c}" for c in info["class_names"]]
+    absent = [c for c in needed if c not in predictions.columns]
+    if absent:
+        raise DermcliError(f"{folder / PREDICTIONS}: missing column(s) {', '.join(absent)}")
+    return info, predictions
+
+
+def untempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities before temperature scaling: T * log p are logits up to a per-row constant."""
+    return probabilities(np.log(np.clip(probs, 1e-12, 1)) * temperature if probs.shape[1] > 2
+                         else (np.log(np.clip(probs[:, 1], 1e-12, 1)) - np.log(np.clip(probs[:, 0], 1e-12, 1))) * temperature)
+
+
+def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+    names = info["class_names"]
+    y = predictions["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
+    if np.isnan(y.astype(float)).any():
+        raise DermcliError(f"{PREDICTIONS}: a label is not one of {', '.join(names)}")
+    probs = predictions[[f"p_{c}" for c in names]].astype(float).to_numpy()
+    multiclass = info["task"] == "multiclass"
+    y_mal = np.isin(y, MALIGNANT_INDICES).astype(int) if multiclass else y
+    score = malignant_score(probs, MALIGNANT_INDICES) if multiclass else probs[:, 1]
+    y_pred = probs.argmax(axis=1) if multiclass else (score >= info["threshold"]).astype(int)
+    binary = binary_summary(y_mal, score, info["threshold"])
+    result = {"info": {k: v for k, v in info.items() if k != "config"}, "binary": binary,
+              "operating_points": operating_points(y_mal, score),
+              "calibration": {"bins": 15, "ece_before": expected_calibration_error(y, untempered(probs, info["temperature"])),
+                              "ece_after": expected_calibration_error(y, probs), "temperature": info["temperature"]}}
+    if multiclass:
+        result["multiclass"] = multiclass_summary(y, probs)
+        result["per_class_auc"] = dict(zip(names, ovr_auc(y, probs)))
+    w = bootstrap.group_weights(predictions["lesion_id"].to_numpy(), resamples, seed)
+    scores = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, y_pred, len(names), w))
+    scores["roc_auc"] = bootstrap.weighted_auc(y_mal, score, w)
+    scores["pr_auc"] = bootstrap.weighted_average_precision(y_mal, score, w)
+    if multiclass:
+        scores["macro_auc"] = np.nanmean([bootstrap.weighted_auc((y == k).astype(int), probs[:, k], w)
+                                          for k in range(len(names)) if 0 < (y == k).sum() < len(y)], axis=0)
+    result["intervals"] = {k: bootstrap.interval(v) for k, v in scores.items()}
+    result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
+    result["confusion"] = pd.crosstab(pd.Categorical(y, range(len(names))), pd.Categorical(y_pred, range(len(names))), dropna=False).to_numpy().tolist()
+    result["y_pred"], result["y"], result["score"], result["y_mal"] = y_pred, y, score, y_mal
+    return result
+
+
+def fmt(value: float, ci: tuple[float, float] | None = None) -> str:
+    return f"{value:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+
+
+def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
+    """Titled tables of (metric, value with interval) rows, shared by the console and metrics.md."""
+    ci = r["intervals"]
+    tables = {}
+    if "multiclass" in r:
+        tables["7-class"] = [(label, fmt(r["multiclass"][key], ci.get(key))) for label, key in MULTICLASS_ROWS]
+        tables["7-class"] += [(f"ROC-AUC {c}", "n/a" if a is None else fmt(a)) for c, a in r["per_class_auc"].items()]
+    title = "Malignant vs benign" + (" (p(mel)+p(bcc)+p(akiec))" if "multiclass" in r else "")
+    # A 7-class model's intervals for accuracy etc. are of its 7-class figures; only the AUCs are of the binary view.
+    shared = ("roc_auc", "pr_auc") if "multiclass" in r else tuple(ci)
+    tables[f"{title} at threshold {r['binary']['threshold']:.4f}"] = [
+        (label, fmt(r["binary"][key], ci.get(key) if key in shared else None)) for label, key in BINARY_ROWS]
+    return tables
+
+
+def classification_report_text(r: dict, names: list[str]) -> str:
+    from sklearn.metrics import classification_report
+
+    ci = r["intervals"]
+    head = r.get("multiclass", r["binary"])
+    lines = [f"Accuracy: {fmt(head['accuracy'], ci['accuracy'])}",
+             f"Balanced accuracy: {fmt(head['balanced_accuracy'], ci['balanced_accuracy'])}",
+             f"Macro F1: {fmt(_f1(r, 'macro'), ci['macro_f1'])}", f"Weighted F1: {fmt(_f1(r, 'weighted'))}", "",
+             classification_report(r["y"], r["y_pred"], labels=range(len(names)), target_names=names, digits=4, zero_division=0),
+             "Confusion matrix (rows: true, columns: predicted)"]
+    width = max(len(n) for n in names) + 2
+    lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
+    lines += [f"{n:<{width}}" + "".join(f"{v:>{width}}" for v in row) for n, row in zip(names, r["confusion"])]
+    return "\n".join(lines) + "\n"
+
+
+def _f1(r: dict, average: str) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(r["y"], r["y_pred"], average=average, labels=range(len(r["confusion"])), zero_division=0))
+
+
+def markdown(r: dict, info: dict) -> str:
+    lines = [f"# {info['model']} ({info['task']}) on {info['data']} — split `{info['split']}`, {info['images']} images", "",
+             f"95% intervals: bootstrap over {'lesions' if info['split'] != 'all' else 'lesion groups'}, "
+             f"{r['intervals_info']['resamples']} resamples, seed {r['intervals_info']['seed']}.", ""]
+    for title, rows in table_rows(r).items():
+        lines += [f"## {title}", "", "| Metric | Value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
+    lines += ["## Operating points (malignant vs benign, thresholds chosen on this set for reference)", "",
+              "| Target sensitivity | Threshold | Sensitivity | Specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {p['target_sensitivity']:.2f} | {p['threshold']:.4f} | {p['sensitivity']:.3f} | {p['specificity']:.3f} | {p['ppv']:.3f} | "
+              f"{p['npv']:.3f} | {p['f1']:.3f} |" for p in r["operating_points"]]
+    b = r["binary"]
+    lines += [f"| **{info['threshold_source']} threshold** | **{b['threshold']:.4f}** | **{b['recall']:.3f}** | **{b['specificity']:.3f}** | "
+              f"**{b['precision']:.3f}** | **{b['npv']:.3f}** | **{b['f1']:.3f}** |", "",
+              "## Calibration", "", f"Expected calibration error (15 bins): {r['calibration']['ece_before']:.4f} before, "
+              f"{r['calibration']['ece_after']:.4f} after temperature scaling (T = {r['calibration']['temperature']:.3f}, fitted on validation).", ""]
+    return "\n".join(lines)
+
+
+def write_reports(folder: Path, plots: bool = True) -> dict:
+    """(Re)write classification_report.txt, metrics.md, metrics.json (and the plots) in `folder`."""
+    folder = Path(folder)
+    info, predictions = load_eval(folder)
+    r = compute(info, predictions)
+    r["classification_report"] = classification_report_text(r, info["class_names"])
+    write_text(folder / "classification_report.txt", r["classification_report"])
+    write_text(folder / "metrics.md", markdown(r, info))
+    public = {k: v for k, v in r.items() if k not in ("y_pred", "y", "score", "y_mal", "classification_report")}
+    write_text(folder / "metrics.json", json.dumps(public, indent=2, default=float) + "\n")
+    if plots:
+        from dermcli.plots import write_plots
+
+        r["plots"] = write_plots(folder, info, r, probs=predictions[[f"p_{c}" for c in info["class_names"]]].astype(float).to_numpy())
+    r["tables"] = table_rows(r)
+    return r

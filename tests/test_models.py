@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from dermcli.errors import DermcliError
+from dermcli.models import get_backend, names
+from dermcli.models.resnet50 import load_partial
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_cnn_shape_and_size():
+    model = get_backend("cnn").build(7, {}).eval()
+    assert model(torch.rand(4, 3, 28, 28)).shape == (4, 7)
+    # convs 3-32, 32-64, 64-64, 64-128, 128-128, 128-256, 256-256 (+ 3 BN), then 256-256-128-64-32 (+ BN) and 32-7
+    convs = sum(9 * i * o + o for i, o in [(3, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)])
+    dense = sum(i * o + o + 2 * o for i, o in [(256, 256), (256, 128), (128, 64), (64, 32)]) + 32 * 7 + 7
+    assert n_params(model) == convs + 2 * (32 + 64 + 128) + dense
+
+
+@pytest.mark.parametrize("strides", ["v1.5", "v1"])
+def test_resnet50_with_card_head(strides):
+    model = get_backend("resnet50").build(1, {"strides": strides}).eval()
+    assert model(torch.rand(2, 3, 224, 224)).shape == (2, 1)
+    assert 24.6e6 < n_params(model) < 24.8e6
+    first = model.layer2[0]
+    assert (first.conv1.stride, first.conv2.stride) == (((2, 2), (1, 1)) if strides == "v1" else ((1, 1), (2, 2)))
+
+
+@pytest.mark.parametrize("freeze", ["none", "layer3", "backbone"])
+def test_frozen_prefix_then_rest_equals_the_whole_model(freeze):
+    backend = get_backend("resnet50")
+    model = backend.build(1, {}).eval()
+    frozen, rest = backend.split_frozen(model, freeze)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(rest(frozen(x)), model(x), atol=1e-5)
+
+
+def test_partial_init_reports_and_refuses():
+    model = get_backend("resnet50").build(1, {})
+    source = get_backend("resnet50").build(1, {})
+    stem_and_layer1 = {k: v for k, v in source.state_dict().items() if k.split(".")[0] in ("conv1", "bn1", "layer1")}
+    done, random = load_partial(model, stem_and_layer1, "f")
+    assert done == ["conv1", "bn1", "layer1"] and random == ["layer2", "layer3", "layer4", "fc"]
+    assert torch.equal(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    with pytest.raises(DermcliError, match="no tensor matches"):
+        load_partial(model, {"encoder.weight": torch.zeros(3)}, "f")
+    with pytest.raises(DermcliError, match="shape of conv1.weight"):
+        load_partial(model, {"conv1.weight": torch.zeros(64, 3, 3, 3)}, "f")
+
+
+def test_registry_knows_both_backends_and_refuses_others():
+    assert set(names()) == {"cnn", "resnet50"}
+    with pytest.raises(DermcliError, match="unknown model 'vit'"):
+        get_backend("vit")

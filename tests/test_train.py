@@ -1,0 +1,88 @@
+import pandas as pd
+import pytest
+import torch
+
+import dermcli.train as training
+from dermcli.checkpoint import read_checkpoint
+from dermcli.config import TrainConfig
+from dermcli.errors import DermcliError
+from tests.conftest import make_ham
+
+
+@pytest.fixture(scope="module")
+def small_ham(tmp_path_factory):
+    return make_ham(tmp_path_factory.mktemp("small"), lesions_per_class=5, images_per_lesion=2)
+
+
+def config(data, out, **changes):
+    settings = {"model": "cnn", "epochs": 3, "batch_size": 16, "scheduler": "cosine", **changes}
+    return TrainConfig(data=str(data), out=str(out), **settings)
+
+
+def history(run):
+    return pd.read_csv(run / "history.csv").drop(columns="seconds")
+
+
+def weights(path):
+    return read_checkpoint(path)["state_dict"]
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_ends(small_ham, tmp_path, monkeypatch):
+    training.train(config(small_ham, tmp_path / "whole"))
+
+    real_epoch, calls = training.train_one_epoch, []
+
+    def interrupt_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupt_second_epoch)
+    with pytest.raises(training.Interrupted, match="resume with `dermcli train --resume"):
+        training.train(config(small_ham, tmp_path / "cut"))
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["training_state"]["epoch"] == 1
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    training.train(TrainConfig(data="", out=str(tmp_path / "cut")), resume=True)
+
+    pd.testing.assert_frame_equal(history(tmp_path / "whole"), history(tmp_path / "cut"))
+    assert same_weights(weights(tmp_path / "whole" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
+    assert same_weights(weights(tmp_path / "whole" / "best.pt"), weights(tmp_path / "cut" / "best.pt"))
+
+
+def test_deterministic_runs_repeat_exactly(small_ham, tmp_path):
+    for run in ("a", "b"):
+        training.train(config(small_ham, tmp_path / run, epochs=1, deterministic=True))
+    pd.testing.assert_frame_equal(history(tmp_path / "a"), history(tmp_path / "b"))
+    assert same_weights(weights(tmp_path / "a" / "best.pt"), weights(tmp_path / "b" / "best.pt"))
+
+
+def test_existing_run_is_not_overwritten_without_asking(small_ham, tmp_path):
+    training.train(config(small_ham, tmp_path / "run", epochs=1))
+    before = (tmp_path / "run" / "best.pt").read_bytes()
+    with pytest.raises(DermcliError, match="already holds a run"):
+        training.train(config(small_ham, tmp_path / "run", epochs=1, seed=7))
+    assert (tmp_path / "run" / "best.pt").read_bytes() == before
+    training.train(config(small_ham, tmp_path / "run", epochs=1, seed=7), overwrite=True)
+    assert (tmp_path / "run" / "best.pt").read_bytes() != before
+
+
+def test_run_folder_holds_split_config_and_calibration(small_ham, tmp_path):
+    best = training.train(config(small_ham, tmp_path / "run", epochs=1))
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert list(split.columns) == ["image_id", "lesion_id", "label", "split"]
+    assert (split.groupby("lesion_id")["split"].nunique() == 1).all()
+    meta = read_checkpoint(best)["meta"]
+    assert meta["backend"] == "cnn" and meta["task"] == "multiclass" and meta["config"]["seed"] == 42
+    assert 0 < meta["temperature"] and 0 <= meta["threshold"] <= 1 and "macro_f1" in meta["val_metrics"]
+
+
+def test_bad_choices_are_one_line_errors(small_ham, tmp_path):
+    with pytest.raises(DermcliError, match="--freeze 'layer3' is not one of none"):
+        training.train(config(small_ham, tmp_path / "x", freeze="layer3"))
+    with pytest.raises(DermcliError, match="unknown model"):
+        training.train(config(small_ham, tmp_path / "x", model="vgg"))
