@@ -1,8 +1,13 @@
 """What the trainable part of a model eats, batch by batch: images, or cached frozen-part features."""
 
+import hashlib
+
 import numpy as np
 import torch
 
+from dermcli.data.cache import cache_dir
+from dermcli.errors import DermcliError
+from dermcli.io import atomic_path
 from dermcli.preprocess import augment, normalize
 
 
@@ -41,20 +46,53 @@ class FeatureBatches:
         return torch.stack([self.views[v][i] for v, i in zip(which, idx)]).float()
 
 
+def features_key(frozen: torch.nn.Module, images: np.ndarray, preprocessing: str) -> str:
+    """Hash of everything the frozen outputs depend on: its weights, the pixels and the preprocessing."""
+    digest = hashlib.sha256(preprocessing.encode())
+    for name, tensor in frozen.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    for start in range(0, len(images), 512):
+        digest.update(np.ascontiguousarray(images[start:start + 512]).tobytes())
+    digest.update(repr([type(m).__name__ + repr(getattr(m, "stride", "")) for m in frozen.modules()]).encode())
+    return digest.hexdigest()[:24]
+
+
 @torch.no_grad()  # not inference_mode: these tensors feed autograd later
+def _compute_view(frozen, images, preprocessing, flipped: bool, batch_size: int, track) -> np.ndarray:
+    chunks, starts = [], range(0, len(images), batch_size)
+    label = f"frozen features{' (flipped)' if flipped else ''}"
+    for start in track(starts, label, len(starts)) if track else starts:
+        x = images[start:start + batch_size]
+        x = x[:, :, ::-1] if flipped else x
+        chunks.append(frozen(torch.from_numpy(normalize(x, preprocessing)).contiguous(memory_format=torch.channels_last)).half())
+    return torch.cat(chunks).numpy()
+
+
 def frozen_features(frozen: torch.nn.Module, images: np.ndarray, preprocessing: str, flips: bool,
                     batch_size: int = 64, track=None) -> FeatureBatches:
-    """Run the frozen prefix once per image (and its mirror image when `flips`), stored in fp16."""
+    """Run the frozen prefix once per image (and its mirror image when `flips`), stored in fp16.
+
+    Results are cached on disk under a hash of the frozen weights, pixels and preprocessing, so a
+    resumed or repeated run skips the work; a change to any of them computes afresh.
+    """
     frozen.eval()
+    key = features_key(frozen, images, preprocessing)
     views = []
     for flipped in (False, True) if flips else (False,):
-        chunks, starts = [], range(0, len(images), batch_size)
-        label = f"frozen features{' (flipped)' if flipped else ''}"
-        for start in track(starts, label, len(starts)) if track else starts:
-            x = images[start:start + batch_size]
-            x = x[:, :, ::-1] if flipped else x
-            chunks.append(frozen(torch.from_numpy(normalize(x, preprocessing)).contiguous(memory_format=torch.channels_last)).half())
-        views.append(torch.cat(chunks))
+        path = cache_dir() / f"features_{key}_{'flip' if flipped else 'plain'}.npy"
+        try:
+            views.append(torch.from_numpy(np.load(path, mmap_mode="c")))
+            continue
+        except (OSError, ValueError):
+            pass
+        array = _compute_view(frozen, images, preprocessing, flipped, batch_size, track)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, array)
+        except (DermcliError, OSError):
+            pass  # a cache we cannot write only costs time
+        views.append(torch.from_numpy(array))
     return FeatureBatches(views)
 
 

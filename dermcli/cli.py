@@ -96,6 +96,7 @@ def evaluate(
     images: Annotated[Optional[Path], typer.Option(help="Image folder of an ISIC CSV, when not beside it.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's val-tuned decision threshold.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
     from dermcli.evaluate import evaluate as run_eval
@@ -104,16 +105,36 @@ def evaluate(
     if split not in ("train", "val", "test", "all"):
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
-        folder = run_eval(weights, data, out, split, split_file, images, threshold, batch_size, track)
+        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log)
     show_report(write_reports(folder), folder)
 
 
 @app.command()
-def report(folder: Annotated[Path, typer.Argument(help="An eval output folder (holding predictions.csv).")]):
+def report(
+    folder: Annotated[Path, typer.Argument(help="An eval output folder (holding predictions.csv).")],
+    card: Annotated[bool, typer.Option(help="Also write MODEL_CARD.md from the eval, the run's files and the checkpoint metadata.")] = False,
+):
     """Re-render an eval folder's reports and plots from its predictions.csv, without a model."""
     from dermcli.report import write_reports
 
-    show_report(write_reports(folder), folder)
+    r = write_reports(folder)
+    show_report(r, folder)
+    if card:
+        from dermcli.card import model_card
+
+        console.print(f"model card: {model_card(folder, r)}")
+
+
+@app.command()
+def export(
+    weights: Annotated[Path, typer.Argument(help="Checkpoint to export.")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the .onnx; default: beside the weights.")] = None,
+):
+    """Export a checkpoint to ONNX (with its metadata), verified against PyTorch."""
+    from dermcli.engine import TOLERANCE, export_onnx
+
+    path = export_onnx(weights, out or weights.with_suffix(".onnx"))
+    console.print(f"wrote {path} (probabilities within {TOLERANCE} of PyTorch)")
 
 
 def show_report(r: dict, folder: Path) -> None:
@@ -136,13 +157,14 @@ def predict(
     threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's malignant threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
     from dermcli.predict import DISCLAIMER, default_weights
     from dermcli.predict import predict as run_predict
 
     with progress_bars() as track:
-        results, problems = run_predict(inputs, weights or default_weights(model), threshold, track=track)
+        results, problems = run_predict(inputs, weights or default_weights(model), threshold, engine, track=track, log=log)
     for p in results:
         if as_json:
             print(json.dumps({**vars(p), "malignant": p.malignant}))

@@ -6,9 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermcli.batches import ImageBatches, predict_logits
-from dermcli.checkpoint import load_model
-from dermcli.data import load_dataset
+from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, select
 from dermcli.errors import DermcliError
@@ -30,16 +28,21 @@ def resolve_split_file(weights: Path, split_file: Path | None) -> Path:
 
 
 def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_file: Path | None = None, images: Path | None = None,
-             threshold: float | None = None, batch_size: int = 64, track=None) -> Path:
+             threshold: float | None = None, engine: str = "auto", batch_size: int = 64, track=None, log=lambda msg: None) -> Path:
     """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
     out = ensure_writable_dir(Path(out))
-    model, meta = load_model(Path(weights))
+    from dermcli.engine import load_runner
+
+    runner = load_runner(Path(weights), engine, log)
+    meta = runner.meta
     table = load_dataset(Path(data), images)
+    run_dir = Path(weights).parent  # where the run's history.csv, config.json and split.csv live
     if split != "all":
         source = resolve_split_file(Path(weights), split_file)
         table = select(table, load_split(source), split, str(source))
+        run_dir = source.parent
     pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
-    logits = predict_logits(model, ImageBatches(pixels, meta["preprocessing"]), batch_size, track)
+    logits = runner.logits(pixels, batch_size, track)
     probs = probabilities(logits, meta["temperature"])
     names = meta["class_names"]
     predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
@@ -49,7 +52,7 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     info = {
         "model": meta["backend"], "task": meta["task"], "class_names": names,
         "threshold": meta["threshold"] if threshold is None else threshold, "threshold_source": "validation" if threshold is None else "--threshold",
-        "temperature": meta["temperature"], "weights": str(weights), "data": str(data), "split": split,
+        "temperature": meta["temperature"], "weights": str(weights), "run_dir": str(run_dir), "data": str(data), "split": split,
         "images": len(predictions), "val_metrics": meta.get("val_metrics", {}), "config": meta.get("config", {}),
     }
     write_text(out / PREDICTIONS, predictions.to_csv(index=False))

@@ -5,12 +5,13 @@ for binary metrics y_true (N,) in {0, 1} and score (N,) the positive-class proba
 """
 
 import numpy as np
-from sklearn import metrics as skm
 
 EPS = 1e-7
 
 
 def multiclass_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    from sklearn import metrics as skm
+
     y_pred = probs.argmax(axis=1)
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
@@ -24,6 +25,8 @@ def multiclass_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
 
 def ovr_auc(y_true: np.ndarray, probs: np.ndarray) -> list[float | None]:
     """One-vs-rest ROC-AUC per class (None where the class is absent or alone), as MedMNIST computes it."""
+    from sklearn import metrics as skm
+
     out = []
     for k in range(probs.shape[1]):
         positives = y_true == k
@@ -39,6 +42,8 @@ def macro_ovr_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 def binary_summary(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """The binary card's table plus specificity, NPV, F1 and balanced accuracy at `threshold`."""
+    from sklearn import metrics as skm
+
     y_pred = (score >= threshold).astype(int)
     tp = int(((y_pred == 1) & (y_true == 1)).sum())
     tn = int(((y_pred == 0) & (y_true == 0)).sum())

@@ -96,7 +96,7 @@ def write_plots(folder: Path, info: dict, r: dict, probs: np.ndarray) -> list[Pa
            reliability_plot(folder / "reliability.png", r["y"], probs, r["calibration"]["ece_after"], title)]
     if 0 < r["y_mal"].sum() < len(r["y_mal"]):
         out.append(curves_plot(folder / "roc_pr.png", r["y_mal"], r["score"], r["binary"]["threshold"], r, title))
-    history = Path(info["weights"]).parent / "history.csv"
+    history = Path(info["run_dir"]) / "history.csv"
     if history.is_file():
         out.append(training_curves_plot(folder / "training_curves.png", history, title))
     return out

@@ -74,19 +74,19 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
     return out
 
 
-def predict(inputs: list[str], weights: Path, threshold: float | None = None, batch_size: int = 32,
-            track=None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+def predict(inputs: list[str], weights: Path, threshold: float | None = None, engine: str = "auto", batch_size: int = 32,
+            track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
     `threshold` overrides the checkpoint's validation-tuned malignant threshold.
     """
-    from dermcli.batches import ImageBatches, predict_logits
-    from dermcli.checkpoint import load_model
+    from dermcli.engine import load_runner
 
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
-    model, meta = load_model(Path(weights))
+    runner = load_runner(Path(weights), engine, log)
+    meta = runner.meta
     good, pixels = [], []
     for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:
         try:
@@ -96,6 +96,6 @@ def predict(inputs: list[str], weights: Path, threshold: float | None = None, ba
             problems.append((str(path), str(e).removeprefix(f"{path}: ")))
     if not good:
         return [], problems
-    logits = predict_logits(model, ImageBatches(np.stack(pixels), meta["preprocessing"]), batch_size)
+    logits = runner.logits(np.stack(pixels), batch_size)
     probs = probabilities(logits, meta["temperature"])
     return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold), problems

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from dermcli import bootstrap
-from dermcli.data import read_csv
+from dermcli.data.dataset import read_csv
 from dermcli.errors import DermcliError
 from dermcli.evaluate import EVAL_INFO, PREDICTIONS
 from dermcli.io import write_text

@@ -12,7 +12,7 @@ import torch
 from dermcli.batches import FeatureBatches, ImageBatches, frozen_features, predict_logits
 from dermcli.checkpoint import num_outputs, read_checkpoint, save_checkpoint
 from dermcli.config import TrainConfig
-from dermcli.data import load_dataset
+from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, make_split, save_split, select
 from dermcli.errors import DermcliError

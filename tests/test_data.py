@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from dermcli.data import detect_format, load_dataset
+from dermcli.data.dataset import detect_format, load_dataset
 from dermcli.errors import DermcliError
 from dermcli.labels import CLASSES
 from tests.conftest import write_image

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermcli.data import read_csv
+from dermcli.data.dataset import read_csv
 from dermcli.errors import DermcliError
 from dermcli.io import write_text
 

@@ -22,6 +22,7 @@ class Backend:
     default_task: str
     input_size: int
     default_preprocessing: str
+    description: str = ""  # one paragraph for model cards
     freeze_choices: tuple[str, ...] = ("none",)
     default_options: dict = field(default_factory=dict)
 

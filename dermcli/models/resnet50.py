@@ -104,4 +104,9 @@ class ResNet50Backend(Backend):
         return nn.Identity(), model
 
 
-register(ResNet50Backend(name="resnet50", default_task="binary", input_size=224, default_preprocessing="imagenet"))
+register(ResNet50Backend(
+    name="resnet50", default_task="binary", input_size=224, default_preprocessing="imagenet",
+    description="torchvision ResNet50 at 224x224 with the binary card's head: global average pool, BN(2048), dropout 0.5, "
+                "linear 512 + ReLU, BN(512), dropout 0.5, linear 256 + ReLU, dropout 0.3, linear output (sigmoid for binary). "
+                "24.7M parameters.",
+))
