@@ -17,8 +17,8 @@ from dermcli.errors import DermcliError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -153,7 +153,7 @@ def show_report(r: dict, folder: Path) -> None:
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
-    model: Annotated[str, typer.Option(help="Shipped model when --weights is not given: cnn or resnet50.")] = "cnn",
+    model: Annotated[Optional[str], typer.Option(help="cnn (default) or resnet50: picks the shipped weights, or checks --weights.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's malignant threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
@@ -164,7 +164,8 @@ def predict(
     from dermcli.predict import predict as run_predict
 
     with progress_bars() as track:
-        results, problems = run_predict(inputs, weights or default_weights(model), threshold, engine, track=track, log=log)
+        results, problems = run_predict(inputs, weights or default_weights(model or "cnn"), threshold, engine,
+                                        expect_backend=model, track=track, log=log)
     for p in results:
         if as_json:
             print(json.dumps({**vars(p), "malignant": p.malignant}))

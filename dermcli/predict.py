@@ -75,10 +75,11 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
 
 
 def predict(inputs: list[str], weights: Path, threshold: float | None = None, engine: str = "auto", batch_size: int = 32,
-            track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+            expect_backend: str | None = None, track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
-    `threshold` overrides the checkpoint's validation-tuned malignant threshold.
+    `threshold` overrides the checkpoint's validation-tuned malignant threshold; `expect_backend`
+    refuses weights of another backend.
     """
     from dermcli.engine import load_runner
 
@@ -87,6 +88,8 @@ def predict(inputs: list[str], weights: Path, threshold: float | None = None, en
         return [], problems
     runner = load_runner(Path(weights), engine, log)
     meta = runner.meta
+    if expect_backend and meta["backend"] != expect_backend:
+        raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {expect_backend}")
     good, pixels = [], []
     for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:
         try:
