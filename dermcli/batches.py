@@ -14,7 +14,7 @@ from dermcli.preprocess import augment, normalize
 class ImageBatches:
     """uint8 (N, H, W, 3) images -> normalised float NCHW batches, augmented when training."""
 
-    def __init__(self, images: np.ndarray, preprocessing: str, augment: bool = False):
+    def __init__(self, images: np.ndarray, preprocessing: str, augment: str = "none"):
         self.images, self.preprocessing, self.augment = images, preprocessing, augment
 
     def __len__(self) -> int:
@@ -22,8 +22,8 @@ class ImageBatches:
 
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         x = self.images[np.sort(idx)] if rng is None else self.images[idx]
-        if rng is not None and self.augment:
-            x = augment(x, rng)
+        if rng is not None and self.augment != "none":
+            x = augment(x, rng, turns=self.augment == "dihedral")
         return torch.from_numpy(normalize(x, self.preprocessing))
 
 
@@ -102,5 +102,6 @@ def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=
     model.eval()
     out, starts = [], range(0, len(batches), batch_size)
     for start in track(starts, "predicting", len(starts)) if track else starts:
-        out.append(model(batches.get(np.arange(start, min(start + batch_size, len(batches))))).float())
+        x = batches.get(np.arange(start, min(start + batch_size, len(batches))))
+        out.append(model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x).float())
     return torch.cat(out).numpy()

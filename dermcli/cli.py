@@ -56,7 +56,7 @@ def train(
     patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 7,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.0,
     class_weights: Annotated[str, typer.Option(help="Imbalance handling in the loss: none, sqrt or balanced.")] = "balanced",
-    augment: Annotated[bool, typer.Option(help="Flips, 90-degree turns and colour jitter at train time.")] = True,
+    augment: Annotated[str, typer.Option(help="Train-time augmentation: dihedral (flips + 90-degree turns), flips, or none; plus colour jitter.")] = "dihedral",
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and augmentation.")] = 42,
     split_seed: Annotated[int, typer.Option(help="Seed of the lesion-level 70/15/15 split.")] = 42,
     split_file: Annotated[Optional[Path], typer.Option(help="Reuse this split.csv instead of making one.")] = None,
@@ -146,6 +146,15 @@ def show_report(r: dict, folder: Path) -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
+    points = Table("target sensitivity", "threshold", "sensitivity", "specificity", "PPV", "NPV", "F1",
+                   title="Operating points (malignant vs benign)", title_justify="left")
+    b = r["binary"]
+    for p in r["operating_points"]:
+        points.add_row(f"{p['target_sensitivity']:.2f}", *(f"{p[k]:.3f}" for k in ("threshold", "sensitivity", "specificity", "ppv", "npv", "f1")))
+    points.add_row("[bold]model's threshold[/bold]", *(f"[bold]{b[k]:.3f}[/bold]" for k in ("threshold", "recall", "specificity", "precision", "npv", "f1")))
+    console.print(points)
+    c = r["calibration"]
+    console.print(f"ECE (15 bins): {c['ece_before']:.4f} before, {c['ece_after']:.4f} after temperature scaling (T = {c['temperature']:.3f})")
     console.print(f"reports written to {folder}")
 
 

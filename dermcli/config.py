@@ -23,7 +23,7 @@ class TrainConfig:
     patience: int = 7
     label_smoothing: float = 0.0
     class_weights: str = "balanced"
-    augment: bool = True
+    augment: str = "dihedral"  # dihedral (flips + 90-degree turns), flips, or none
     seed: int = 42
     split_seed: int = 42
     split_file: str = ""
@@ -46,7 +46,11 @@ class TrainConfig:
         cfg.preprocessing = cfg.preprocessing or backend.default_preprocessing
         if cfg.init:
             cfg.pretrained = False
-        checks = [
+        from dermcli.preprocess import AUGMENTATIONS
+
+        if isinstance(cfg.augment, bool):  # configs written before augment had choices
+            cfg.augment = "dihedral" if cfg.augment else "none"
+        checks = [("augment", cfg.augment, AUGMENTATIONS),
             ("task", cfg.task, TASKS), ("scheduler", cfg.scheduler, SCHEDULERS), ("class-weights", cfg.class_weights, CLASS_WEIGHTS),
             ("freeze", cfg.freeze, backend.freeze_choices), ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
         ]

@@ -36,9 +36,12 @@ class TorchRunner:
 
     @classmethod
     def load(cls, weights: Path) -> "TorchRunner":
+        import torch
+
         from dermcli.checkpoint import load_model
 
-        return cls(*load_model(weights))
+        model, meta = load_model(weights)
+        return cls(model.to(memory_format=torch.channels_last), meta)  # NHWC convolutions run faster on CPUs
 
     def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
         from dermcli.batches import ImageBatches, predict_logits
@@ -63,6 +66,16 @@ class OnnxRunner:
         return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
 
 
+def example_images(size: int) -> np.ndarray:
+    """The bundled example lesions (random pixels if dermcli runs without its repository)."""
+    from dermcli.data.images import load_rgb
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.jpg"))
+    if not examples:
+        return np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    return np.stack([load_rgb(p, size) for p in examples])
+
+
 def export_onnx(weights: Path, out: Path, check_images: np.ndarray | None = None) -> Path:
     """Write `out` from a checkpoint, with its metadata, and verify it against PyTorch on `check_images`."""
     import onnx
@@ -84,7 +97,7 @@ def export_onnx(weights: Path, out: Path, check_images: np.ndarray | None = None
         entry.key, entry.value = "dermcli", json.dumps(meta, default=str)
         onnx.save(proto, str(tmp))
         if check_images is None:
-            check_images = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+            check_images = example_images(size)
         expected = probabilities(TorchRunner(model, meta).logits(check_images), meta["temperature"])
         got = probabilities(OnnxRunner(tmp).logits(check_images), meta["temperature"])
         difference = float(np.abs(expected - got).max())

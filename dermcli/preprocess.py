@@ -24,13 +24,18 @@ def normalize(images: np.ndarray, preprocessing: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def augment(images: np.ndarray, rng: np.random.Generator, jitter: float = 0.1) -> np.ndarray:
-    """Dermoscopy has no up or right: random flips and 90-degree turns, plus mild colour jitter.
+AUGMENTATIONS = ("dihedral", "flips", "none")
 
+
+def augment(images: np.ndarray, rng: np.random.Generator, turns: bool = True, jitter: float = 0.1) -> np.ndarray:
+    """Dermoscopy has no up or right: random flips (and 90-degree turns if `turns`), plus mild colour jitter.
+
+    Turns of images stretched to a square from 4:3 also swap the stretch direction: `flips` avoids that.
     uint8 (N, H, W, 3) -> uint8 (N, H, W, 3); H == W.
     """
     n = len(images)
-    turns, hflip, vflip = rng.integers(0, 4, n), rng.random(n) < 0.5, rng.random(n) < 0.5
+    hflip, vflip = rng.random(n) < 0.5, rng.random(n) < 0.5
+    turns = rng.integers(0, 4, n) if turns else np.zeros(n, dtype=int)
     out = np.empty(images.shape, dtype=np.float32)
     for i, img in enumerate(images):
         img = np.rot90(img, turns[i])
@@ -44,3 +49,4 @@ def augment(images: np.ndarray, rng: np.random.Generator, jitter: float = 0.1) -
         gray = out.mean(axis=3, keepdims=True)
         out = (out - gray) * saturation + gray
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+

@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, track
         val_in = ImageBatches(images["val"], cfg.preprocessing)
     else:
         frozen.to(memory_format=torch.channels_last)
-        train_in = frozen_features(frozen, images["train"], cfg.preprocessing, cfg.augment, track=track)
+        train_in = frozen_features(frozen, images["train"], cfg.preprocessing, cfg.augment != "none", track=track)
         val_in = frozen_features(frozen, images["val"], cfg.preprocessing, False, track=track)
 
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from tests.conftest import run_cli
 
@@ -36,7 +37,9 @@ def test_eval_uses_the_runs_own_test_split_and_report_reproduces_it(cnn_run, rea
     assert run_cli("report", str(out)).returncode == 0
     assert {name: (out / name).read_bytes() for name in texts} == texts
     for png in ("confusion_matrix.png", "roc_pr.png", "reliability.png", "training_curves.png"):
-        assert (out / png).stat().st_size > 1000
+        with Image.open(out / png) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 300
 
 
 def test_predict_reports_bad_files_and_carries_on(cnn_run, real_subset, tmp_path):
@@ -86,6 +89,7 @@ def test_missing_imagenet_weights_say_how_to_fix(real_subset, tmp_path):
     (["train", "--data", "nowhere", "--out", "x"], "no such file or folder"),
     (["train", "--model", "vit", "--data", ".", "--out", "x"], "unknown model"),
     (["report", "."], "no predictions.csv"),
+    (["predict", "."], "folder holds no images"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     result = run_cli(*args, cwd=tmp_path)

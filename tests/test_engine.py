@@ -70,3 +70,15 @@ def test_unknown_engine_is_refused(tmp_path):
 
     with pytest.raises(DermcliError, match="--engine 'tpu'"):
         load_runner(checkpoint(tmp_path / "m.pt"), "tpu")
+
+
+def test_predicting_with_onnx_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    weights = checkpoint(tmp_path / "m.pt")
+    cached_onnx(weights)
+    code = ("import sys; from dermcli.predict import predict; r, _ = predict([sys.argv[1]], sys.argv[2]); "
+            "print(len(r), sorted(m for m in ('torch', 'torchvision', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0]), str(weights)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "[]"]

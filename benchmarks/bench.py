@@ -1,0 +1,203 @@
+"""dermcli speed benchmark on real HAM10000 images (not part of CI; about 8 minutes on 2 cores).
+
+    python benchmarks/bench.py --data ../shared/data/ham10000 --json benchmarks/results.json
+
+Each measurement runs in its own process, so its peak memory (max RSS) is its own. "plain" is the way
+the model cards' scripts work: a per-image Dataset that decodes JPEGs every time, NCHW, no_grad, batch 32.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = {"cnn": REPO / "weights" / "cnn_ham10000_7class.pt", "resnet50": REPO / "weights" / "resnet50_ham10000_binary.pt"}
+
+
+def weights_for(backend: str, workdir: Path) -> Path:
+    """The shipped weights, or an untrained checkpoint of the same shape (speed does not depend on values)."""
+    if SHIPPED[backend].is_file():
+        return SHIPPED[backend]
+    import torch
+
+    from dermcli.checkpoint import num_outputs, save_checkpoint
+    from dermcli.labels import class_names
+    from dermcli.models import get_backend
+
+    b = get_backend(backend)
+    path = workdir / f"{backend}.pt"
+    task = b.default_task
+    save_checkpoint(path, b.build(num_outputs(task), {}), {"backend": backend, "task": task, "class_names": list(class_names(task)),
+                    "input_size": b.input_size, "preprocessing": b.default_preprocessing, "model_options": {}, "threshold": 0.5, "temperature": 1.0})
+    return path
+
+
+def image_paths(data: Path, n: int) -> list[str]:
+    from dermcli.data.dataset import load_dataset
+
+    return load_dataset(data)["path"].tolist()[:n]
+
+
+def plain_eval(backend: str, weights: Path, paths: list[str]) -> float:
+    """img/s of the cards' way: PIL decode per image inside a Dataset, NCHW float, no_grad, batch 32."""
+    import torch
+    from PIL import Image
+
+    from dermcli.checkpoint import load_model
+    from dermcli.preprocess import normalize
+
+    model, meta = load_model(weights)
+    size = meta["input_size"]
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            import numpy as np
+
+            img = np.asarray(Image.open(paths[i]).convert("RGB").resize((size, size)))[None]
+            return torch.from_numpy(normalize(img, meta["preprocessing"])[0])
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(Images(), batch_size=32):
+            model(batch)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def dermcli_eval(engine: str, weights: Path, paths: list[str]) -> float:
+    """img/s of dermcli's eval path: decode into the cache (cold), then the engine over all images."""
+    from dermcli.data.cache import cached_images
+    from dermcli.engine import load_runner
+
+    runner = load_runner(weights, engine)
+    start = time.perf_counter()
+    runner.logits(cached_images(paths, runner.meta["input_size"], use_cache=False), batch_size=32)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int | None) -> float:
+    """Seconds for one training epoch over the train split (extrapolated from `limit` images when given)."""
+    import numpy as np
+    import torch
+
+    from dermcli.batches import ImageBatches, frozen_features
+    from dermcli.data.cache import cached_images
+    from dermcli.data.dataset import load_dataset
+    from dermcli.data.split import make_split, select
+    from dermcli.models import get_backend
+    from dermcli.train import train_one_epoch
+
+    table = load_dataset(data)
+    rows = select(table, make_split(table), "train")
+    n_train = len(rows)
+    rows = rows.iloc[:limit] if limit else rows
+    b = get_backend(backend)
+    model = b.build(7 if backend == "cnn" else 1, {})
+    frozen, trainable = b.split_frozen(model, freeze)
+    y = torch.randint(0, 7 if backend == "cnn" else 2, (len(rows),))
+    loss = torch.nn.CrossEntropyLoss() if backend == "cnn" else (lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float()))
+    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad])
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    if plain:
+        from dermcli.data.cache import decode_images
+
+        batches = ImageBatches(decode_images(rows["path"].tolist(), b.input_size), b.default_preprocessing, augment="dihedral")
+    else:
+        pixels = cached_images(rows["path"].tolist(), b.input_size)
+        batches = ImageBatches(pixels, b.default_preprocessing, augment="dihedral")
+        if freeze != "none":
+            batches = frozen_features(frozen, pixels, b.default_preprocessing, flips=False)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    train_one_epoch(trainable, batches, y, loss, optimizer, rng, 32 if backend != "cnn" else 128)
+    seconds = time.perf_counter() - start
+    return (seconds + (setup if plain else 0)) * n_train / len(rows)
+
+
+def measure(name: str, args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp())
+    backend, _, rest = name.partition(":")
+    paths = image_paths(args.data, args.images)
+    if rest == "plain-eval":
+        value = {"img_per_s": plain_eval(backend, weights_for(backend, workdir), paths)}
+    elif rest.startswith("eval-"):
+        value = {"img_per_s": dermcli_eval(rest[5:], weights_for(backend, workdir), paths)}
+    else:  # train-<freeze>-<plain|cached>
+        _, freeze, how = rest.split("-")
+        limit = None if backend == "cnn" else args.train_images
+        value = {"epoch_s": train_epoch(backend, freeze, how == "plain", args.data, limit)}
+    return {**value, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def in_subprocess(name: str, args: argparse.Namespace) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--only", name, "--data", str(args.data), "--images", str(args.images),
+                          "--train-images", str(args.train_images)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cold(cmd: list[str], repeats: int = 5) -> dict:
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return {"median_s": statistics.median(times), "peak_rss_mb": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ham10000")
+    parser.add_argument("--images", type=int, default=320, help="images for the eval throughput runs")
+    parser.add_argument("--train-images", type=int, default=320, help="ResNet50 train images timed (the epoch is extrapolated)")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(measure(args.only, args)))
+        return
+    os.environ.setdefault("DERMCLI_CACHE_DIR", tempfile.mkdtemp())
+    results: dict[str, dict] = {}
+    for name in ["cnn:plain-eval", "cnn:eval-torch", "cnn:eval-onnx", "resnet50:plain-eval", "resnet50:eval-torch", "resnet50:eval-onnx",
+                 "cnn:train-none-plain", "cnn:train-none-cached", "resnet50:train-none-plain", "resnet50:train-layer3-cached"]:
+        results[name] = in_subprocess(name, args)
+        print(name, results[name], flush=True)
+    example = str(REPO / "examples" / "ISIC_0026531.jpg")
+    dermcli = [sys.executable, "-m", "dermcli"]
+    with tempfile.TemporaryDirectory() as workdir:
+        for backend in ("cnn", "resnet50"):
+            weights = str(weights_for(backend, Path(workdir)))
+            subprocess.run([*dermcli, "predict", example, "--weights", weights], capture_output=True)  # export + cache the .onnx once
+            for engine in ("onnx", "torch"):
+                results[f"{backend}:cold-predict-{engine}"] = cold([*dermcli, "predict", example, "--weights", weights, "--engine", engine])
+                print(backend, engine, results[f"{backend}:cold-predict-{engine}"], flush=True)
+    results["help"] = cold([*dermcli, "--help"])
+    print("help", results["help"])
+    ratios = {f"{b}: {e} eval vs plain": results[f"{b}:eval-{e}"]["img_per_s"] / results[f"{b}:plain-eval"]["img_per_s"]
+              for b in ("cnn", "resnet50") for e in ("torch", "onnx")}
+    ratios["resnet50: --freeze layer3 epoch vs plain full epoch"] = (results["resnet50:train-none-plain"]["epoch_s"]
+                                                                    / results["resnet50:train-layer3-cached"]["epoch_s"])
+    ratios["cnn: cached epoch vs plain epoch"] = results["cnn:train-none-plain"]["epoch_s"] / results["cnn:train-none-cached"]["epoch_s"]
+    print("\n| measurement | value | peak RSS (MB) |\n|---|---|---|")
+    for name, r in results.items():
+        value = next(f"{v:.2f} {k.split('_')[0].replace('img', 'img/s').replace('median', 's').replace('epoch', 's')}"
+                     for k, v in r.items() if k != "peak_rss_mb")
+        print(f"| {name} | {value} | {r['peak_rss_mb']:.0f} |")
+    for name, ratio in ratios.items():
+        print(f"| {name} | {ratio:.2f}x | |")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "ratios": ratios, "cpu_count": os.cpu_count()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
