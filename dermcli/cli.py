@@ -169,12 +169,11 @@ def predict(
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
-    from dermcli.predict import DISCLAIMER, default_weights
+    from dermcli.predict import DISCLAIMER
     from dermcli.predict import predict as run_predict
 
     with progress_bars() as track:
-        results, problems = run_predict(inputs, weights or default_weights(model or "cnn"), threshold, engine,
-                                        expect_backend=model, track=track, log=log)
+        results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log)
     for p in results:
         if as_json:
             print(json.dumps({**vars(p), "malignant": p.malignant}))

@@ -74,22 +74,23 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
     return out
 
 
-def predict(inputs: list[str], weights: Path, threshold: float | None = None, engine: str = "auto", batch_size: int = 32,
-            expect_backend: str | None = None, track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+def predict(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
+            engine: str = "auto", batch_size: int = 32, track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
-    `threshold` overrides the checkpoint's validation-tuned malignant threshold; `expect_backend`
-    refuses weights of another backend.
+    Without `weights`, the shipped weights of `model` (default cnn) are used; with both, weights of
+    another backend are refused. `threshold` overrides the checkpoint's validation-tuned threshold.
     """
     from dermcli.engine import load_runner
 
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
-    runner = load_runner(Path(weights), engine, log)
+    weights = Path(weights) if weights else default_weights(model or "cnn")
+    runner = load_runner(weights, engine, log)
     meta = runner.meta
-    if expect_backend and meta["backend"] != expect_backend:
-        raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {expect_backend}")
+    if model and meta["backend"] != model:
+        raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")
     good, pixels = [], []
     for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:
         try:

@@ -43,7 +43,7 @@ def test_weights_of_the_other_backend_are_refused(tmp_path):
     image = tmp_path / "x.png"
     Image.new("RGB", (30, 30)).save(image)
     with pytest.raises(DermcliError, match="a cnn checkpoint, not resnet50"):
-        predict([str(image)], checkpoint(tmp_path / "m.pt"), expect_backend="resnet50")
+        predict([str(image)], checkpoint(tmp_path / "m.pt"), model="resnet50")
 
 
 def test_fuzzed_files_never_raise(tmp_path):
