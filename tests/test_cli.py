@@ -96,3 +96,20 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_eval_on_an_external_isic_set(cnn_run, real_subset, tmp_path):
+    meta = pd.read_csv(real_subset / "HAM10000_metadata.csv").groupby("dx").head(2)
+    images = tmp_path / "ISIC2018_Task3_Test_Input"
+    images.mkdir()
+    for image_id in meta["image_id"]:
+        (images / f"{image_id}.jpg").write_bytes(next(real_subset.rglob(f"{image_id}.jpg")).read_bytes())
+    truth = pd.DataFrame({"image": meta["image_id"], **{c.upper(): (meta["dx"] == c).astype(float)
+                                                        for c in ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")}})
+    truth.to_csv(tmp_path / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+    out = tmp_path / "isic_eval"
+    result = run_cli("eval", "--weights", str(cnn_run / "best.pt"), "--data", str(tmp_path / "ISIC2018_Task3_Test_GroundTruth.csv"),
+                     "--images", str(images), "--split", "all", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert sorted(predictions["image_id"]) == sorted(meta["image_id"]) and list(predictions["label"]) == list(meta["dx"])
