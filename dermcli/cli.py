@@ -48,7 +48,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, split.csv, history.csv, config.json.")] = None,
     model: Annotated[str, typer.Option(help="Backend: cnn (28x28, 7-class) or resnet50 (224, binary).")] = "cnn",
     task: Annotated[str, typer.Option(help="multiclass or binary; empty = the backend's default.")] = "",
-    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = 30,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum number of epochs (default 30; with --resume, a new total).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
@@ -76,13 +76,13 @@ def train(
 
     if resume is None and (data is None or out is None):
         raise DermcliError("train needs --data and --out (or --resume RUN_DIR)")
-    cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=epochs or 30, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
                       target_sensitivity=target_sensitivity, deterministic=deterministic)
     with progress_bars() as track:
-        best = run_training(cfg, resume=resume is not None, overwrite=overwrite, track=track, log=log)
+        best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log)
     console.print(f"best checkpoint: {best}")
 
 

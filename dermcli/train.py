@@ -94,12 +94,17 @@ def run_split(cfg: TrainConfig, table: pd.DataFrame, out: Path, resume: bool) ->
     return split
 
 
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, track=None, log=lambda msg: None) -> Path:
-    """Train into cfg.out; returns the path of best.pt. With `resume`, continue from cfg.out/last.pt."""
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resume_epochs: int | None = None, track=None,
+          log=lambda msg: None) -> Path:
+    """Train into cfg.out; returns the path of best.pt.
+
+    With `resume`, continue from cfg.out/last.pt with its stored config; `resume_epochs` changes the
+    total number of epochs (to extend a run, or to end it early and calibrate).
+    """
     state = None
     if resume:
         state = read_checkpoint(Path(cfg.out) / "last.pt")
-        cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out})
+        cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs else {})})
     cfg = cfg.resolved()
     out = prepare_run(cfg, resume, overwrite)
     torch.manual_seed(cfg.seed)

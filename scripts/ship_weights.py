@@ -23,7 +23,7 @@ def main() -> None:
     save_checkpoint(args.target.with_suffix(".pt"), model, best["meta"], half=args.half)
     args.target.mkdir(parents=True, exist_ok=True)
     for name in ("split.csv", "history.csv", "config.json"):
-        shutil.copy(args.run / name, args.target / name)
+        shutil.copyfile(args.run / name, args.target / name)
 
 
 if __name__ == "__main__":

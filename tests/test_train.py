@@ -86,3 +86,10 @@ def test_bad_choices_are_one_line_errors(small_ham, tmp_path):
         training.train(config(small_ham, tmp_path / "x", freeze="layer3"))
     with pytest.raises(DermcliError, match="unknown model"):
         training.train(config(small_ham, tmp_path / "x", model="vgg"))
+
+
+def test_resume_can_extend_a_finished_run(small_ham, tmp_path):
+    training.train(config(small_ham, tmp_path / "run", epochs=1))
+    training.train(TrainConfig(data="", out=str(tmp_path / "run")), resume=True, resume_epochs=2)
+    assert history(tmp_path / "run")["epoch"].tolist() == [1, 2]
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["meta"]["config"]["epochs"] == 2

@@ -1,0 +1,27 @@
+"""The weights in weights/ load safely and give the predictions recorded next to the bundled examples."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from dermcli.predict import SHIPPED, predict
+from tests.conftest import REPO
+
+RECORDED = {"cnn": REPO / "examples" / "predictions_cnn.csv", "resnet50": REPO / "examples" / "predictions_resnet50.csv"}
+
+
+@pytest.mark.parametrize("model", sorted(SHIPPED))
+def test_shipped_weights_reproduce_the_recorded_example_predictions(model):
+    if not SHIPPED[model].is_file() or not RECORDED[model].is_file():
+        pytest.skip(f"{model}: no shipped weights yet")
+    torch.load(SHIPPED[model], weights_only=True)
+    recorded = pd.read_csv(RECORDED[model])
+    images = [str(REPO / "examples" / Path(p).name) for p in recorded["image"]]
+    for engine in ("torch", "onnx"):
+        results, problems = predict(images, model=model, engine=engine)
+        assert not problems
+        assert [p.label for p in results] == recorded["label"].tolist()
+        got = pd.DataFrame([{f"p_{k}": v for k, v in p.probabilities.items()} for p in results])
+        assert (got - recorded[got.columns]).abs().max().max() <= 1e-4
