@@ -10,6 +10,7 @@ from dermcli.io import write_text
 from dermcli.labels import CLASSES
 from dermcli.models import get_backend
 from dermcli.predict import DISCLAIMER
+from dermcli.report import fmt
 
 CITATION = ("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source dermatoscopic "
             "images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161")
@@ -62,3 +63,20 @@ def model_card(folder: Path, r: dict) -> Path:
     path = folder / "MODEL_CARD.md"
     write_text(path, "\n".join(lines))
     return path
+
+
+def results_table(eval_folders: list[Path]) -> str:
+    """The README's results table, one row per eval folder, from its metrics.json (never typed by hand)."""
+    header = ["weights", "test images", "accuracy", "macro-F1", "macro ROC-AUC (7-class)", "malignant ROC-AUC", "malignant PR-AUC",
+              "sensitivity / specificity at the val threshold"]
+    rows = []
+    for folder in eval_folders:
+        m = json.loads((Path(folder) / "metrics.json").read_text())
+        ci, b = m["intervals"], m["binary"]
+        head = m.get("multiclass", b)
+        rows.append([f"`{Path(m['info']['weights']).name}`", m["info"]["images"], fmt(head["accuracy"], ci["accuracy"]),
+                     fmt(m["multiclass"]["macro_f1"], ci["macro_f1"]) if "multiclass" in m else "—",
+                     fmt(head["macro_auc"], ci["macro_auc"]) if "multiclass" in m else "—",
+                     fmt(b["roc_auc"], ci["roc_auc"]), fmt(b["pr_auc"], ci["pr_auc"]), f"{b['recall']:.3f} / {b['specificity']:.3f}"])
+    return "\n".join(_table(header, rows))
+

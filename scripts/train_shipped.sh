@@ -25,3 +25,5 @@ for name in cnn_ham10000_7class resnet50_ham10000_binary; do
 done
 dermcli predict examples/ --model cnn --out examples/predictions_cnn.csv --engine torch
 dermcli predict examples/ --model resnet50 --out examples/predictions_resnet50.csv --engine torch
+# The README's results table:
+python -c "from pathlib import Path; from dermcli.card import results_table; print(results_table([Path('weights/cnn_ham10000_7class/eval'), Path('weights/resnet50_ham10000_binary/eval')]))"

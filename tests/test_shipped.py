@@ -25,3 +25,13 @@ def test_shipped_weights_reproduce_the_recorded_example_predictions(model):
         assert [p.label for p in results] == recorded["label"].tolist()
         got = pd.DataFrame([{f"p_{k}": v for k, v in p.probabilities.items()} for p in results])
         assert (got - recorded[got.columns]).abs().max().max() <= 1e-4
+
+
+def test_readme_results_table_is_the_one_the_eval_files_give():
+    from dermcli.card import results_table
+
+    folders = [REPO / "weights" / name / "eval" for name in ("cnn_ham10000_7class", "resnet50_ham10000_binary")]
+    folders = [f for f in folders if (f / "metrics.json").is_file()]
+    if not folders:
+        pytest.skip("no shipped eval files yet")
+    assert results_table(folders) in (REPO / "README.md").read_text()
