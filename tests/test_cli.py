@@ -36,6 +36,14 @@ def test_eval_uses_the_runs_own_test_split_and_report_reproduces_it(cnn_run, rea
         (out / name).unlink()
     assert run_cli("report", str(out)).returncode == 0
     assert {name: (out / name).read_bytes() for name in texts} == texts
+    assert run_cli("report", str(out), "--card").returncode == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.splitlines()[2].startswith("> **Disclaimer.**")
+    sections = ["## Description", "## Architecture", "## Training configuration", "## Data and split", "## Metrics", "## Limitations",
+                "## Citation", "## Licence"]
+    assert [card.index(s) for s in sections] == sorted(card.index(s) for s in sections)
+    test_images = (split["split"] == "test").sum()
+    assert f"| **images** | {(split['split'] == 'train').sum()} | {(split['split'] == 'val').sum()} | {test_images} |" in card
     for png in ("confusion_matrix.png", "roc_pr.png", "reliability.png", "training_curves.png"):
         with Image.open(out / png) as image:
             image.verify()
