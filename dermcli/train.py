@@ -78,6 +78,20 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
     return total / max(seen, 1)
 
 
+def trainable_inputs(cfg: TrainConfig, frozen, paths: list[str], size: int, training: bool, track=None):
+    """Decoded images (augmented when training), or the frozen prefix's cached outputs under --freeze."""
+    images = cached_images(paths, size, track)
+    if cfg.freeze == "none":
+        return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none")
+    return frozen_features(frozen, images, cfg.preprocessing, flips=training and cfg.augment != "none", track=track)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+
+
 def prepare_run(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     out = ensure_writable_dir(Path(cfg.out))
     existing = [f for f in RUN_FILES if (out / f).exists()]
@@ -128,19 +142,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     for p in frozen.parameters():
         p.requires_grad_(False)
 
-    images = {name: cached_images(rows["path"].tolist(), backend.input_size, track) for name, rows in (("train", train_rows), ("val", val_rows))}
-    if cfg.freeze == "none":
-        train_in = ImageBatches(images["train"], cfg.preprocessing, cfg.augment)
-        val_in = ImageBatches(images["val"], cfg.preprocessing)
-    else:
-        train_in = frozen_features(frozen, images["train"], cfg.preprocessing, cfg.augment != "none", track=track)
-        val_in = frozen_features(frozen, images["val"], cfg.preprocessing, False, track=track)
-
+    train_in = trainable_inputs(cfg, frozen, train_rows["path"].tolist(), backend.input_size, training=True, track=track)
+    val_in = trainable_inputs(cfg, frozen, val_rows["path"].tolist(), backend.input_size, training=False, track=track)
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    else:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+    scheduler = make_scheduler(cfg, optimizer)
     rng = np.random.default_rng(cfg.seed)
     stopping = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
     history: list[dict] = []
