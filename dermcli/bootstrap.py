@@ -28,7 +28,8 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
     tie_of = np.repeat(np.arange(len(first)), counts)
     pos = w * (y == 1)
     wins = (pos * (neg_below[:, tie_of] + 0.5 * neg_tie[:, tie_of])).sum(axis=1)
-    return wins / np.maximum(pos.sum(axis=1) * neg.sum(axis=1), 1e-12)
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    return np.where(pairs > 0, wins / np.maximum(pairs, 1e-12), np.nan)  # undefined without both classes
 
 
 def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -41,7 +42,7 @@ def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) 
     fp = np.cumsum(w * (y == 0), axis=1)[:, last]
     precision = tp / np.maximum(tp + fp, 1e-12)
     recall_step = np.diff(tp, axis=1, prepend=0) / np.maximum(tp[:, -1:], 1e-12)
-    return (precision * recall_step).sum(axis=1)
+    return np.where(tp[:, -1] > 0, (precision * recall_step).sum(axis=1), np.nan)  # undefined without positives
 
 
 def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
@@ -63,5 +64,7 @@ def confusion_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
     lo, hi = np.nanquantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)

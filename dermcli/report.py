@@ -71,7 +71,7 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
                                           for k in range(len(names)) if 0 < (y == k).sum() < len(y)], axis=0)
     result["intervals"] = {k: bootstrap.interval(v) for k, v in scores.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
-    result["confusion"] = pd.crosstab(pd.Categorical(y, range(len(names))), pd.Categorical(y_pred, range(len(names))), dropna=False).to_numpy().tolist()
+    result["confusion"] = np.bincount(y * len(names) + y_pred, minlength=len(names) ** 2).reshape(len(names), -1).tolist()
     result["y_pred"], result["y"], result["score"], result["y_mal"] = y_pred, y, score, y_mal
     return result
 

@@ -96,3 +96,11 @@ def test_macro_auc_is_the_mean_of_one_vs_rest_aucs():
     probs /= probs.sum(axis=1, keepdims=True)
     expected = np.mean([roc_auc_score(y == k, probs[:, k]) for k in range(4)])
     assert macro_ovr_auc(y, probs) == pytest.approx(expected)
+
+
+def test_auc_intervals_are_undefined_without_both_classes():
+    y, score = np.zeros(50, dtype=int), np.linspace(0, 1, 50)
+    w = bootstrap.group_weights(np.arange(50), 20, seed=0)
+    assert np.isnan(bootstrap.weighted_auc(y, score, w)).all()
+    assert np.isnan(bootstrap.weighted_average_precision(y, score, w)).all()
+    assert np.isnan(bootstrap.interval(bootstrap.weighted_auc(y, score, w))).all()
