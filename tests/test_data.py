@@ -83,3 +83,13 @@ def test_class_folders_parse_and_unknown_folders_are_refused(tmp_path):
 def test_unrecognised_paths_are_refused(tmp_path, make, message):
     with pytest.raises(DermcliError, match=message):
         load_dataset(make(tmp_path))
+
+
+def test_labels_json_is_the_order_the_code_uses():
+    import json
+
+    from dermcli.labels import MALIGNANT
+    from tests.conftest import REPO
+
+    labels = json.loads((REPO / "labels.json").read_text())
+    assert tuple(labels["classes"]) == CLASSES and tuple(labels["malignant"]) == MALIGNANT
