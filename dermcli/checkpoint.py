@@ -36,9 +36,15 @@ def num_outputs(task: str) -> int:
     return len(class_names(task)) if task == "multiclass" else 1
 
 
+def _storable_in_half(key: str, tensor: torch.Tensor) -> bool:
+    # BatchNorm statistics stay fp32: under caffe preprocessing (0-255 inputs) the stem's running
+    # variance exceeds fp16's 65504 and would load back as inf. They are a tiny share of the weights.
+    return tensor.is_floating_point() and not key.endswith(("running_mean", "running_var"))
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False) -> None:
-    """Write atomically; `half` stores floating tensors in fp16 (loaded back as fp32)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().clone() for k, v in model.state_dict().items()}
+    """Write atomically; `half` stores weights in fp16 (loaded back as fp32), BatchNorm statistics in fp32."""
+    state = {k: (v.half() if half and _storable_in_half(k, v) else v).detach().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "dermcli_version": __version__}, "state_dict": state}
     if training_state is not None:
         payload["training_state"] = training_state
