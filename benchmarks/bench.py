@@ -151,12 +151,14 @@ def in_subprocess(name: str, args: argparse.Namespace) -> dict:
 
 
 def cold(cmd: list[str], repeats: int = 5) -> dict:
+    """Median wall time of a fresh process, and its own peak memory (wait4's rusage of that child)."""
     times, peak = [], 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=False)
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(process.pid, 0)
         times.append(time.perf_counter() - start)
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        peak = max(peak, usage.ru_maxrss / 1024)
     return {"median_s": statistics.median(times), "peak_rss_mb": peak}
 
 

@@ -106,17 +106,18 @@ def export_onnx(weights: Path, out: Path, check_images: np.ndarray | None = None
     return out
 
 
-def cached_onnx(weights: Path) -> Path:
-    """An .onnx of `weights` that is known to match it: beside it, or exported once into the cache."""
+def cached_onnx(weights: Path) -> OnnxRunner:
+    """A runner on an .onnx known to match `weights`: beside it, or exported once into the cache."""
     digest = sha256(weights)
     for candidate in (Path(weights).with_suffix(".onnx"), cache_dir() / "onnx" / f"{digest}.onnx"):
         if candidate.is_file():
             try:
-                if OnnxRunner(candidate).meta.get("checkpoint_sha256") == digest:
-                    return candidate
+                runner = OnnxRunner(candidate)
+                if runner.meta.get("checkpoint_sha256") == digest:
+                    return runner
             except Exception:  # corrupt or foreign file: rebuild rather than trust it
                 pass
-    return export_onnx(weights, cache_dir() / "onnx" / f"{digest}.onnx")
+    return OnnxRunner(export_onnx(weights, cache_dir() / "onnx" / f"{digest}.onnx"))
 
 
 def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None):
@@ -135,7 +136,7 @@ def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None):
     if weights.is_dir() or not weights.is_file():
         return TorchRunner.load(weights)  # the checkpoint loader words the error
     try:
-        return OnnxRunner(cached_onnx(weights))
+        return cached_onnx(weights)
     except DermcliError:
         raise
     except Exception as e:
