@@ -28,7 +28,7 @@ def split_counts(split: pd.DataFrame) -> list[str]:
     return _table(["class", *SPLITS], rows)
 
 
-def model_card(folder: Path, r: dict) -> Path:
+def model_card(folder: Path) -> Path:
     folder = Path(folder)
     info = json.loads((folder / "eval_info.json").read_text())
     run_dir = Path(info["run_dir"])

@@ -117,12 +117,11 @@ def report(
     """Re-render an eval folder's reports and plots from its predictions.csv, without a model."""
     from dermcli.report import write_reports
 
-    r = write_reports(folder)
-    show_report(r, folder)
+    show_report(write_reports(folder), folder)
     if card:
         from dermcli.card import model_card
 
-        console.print(f"model card: {model_card(folder, r)}")
+        console.print(f"model card: {model_card(folder)}")
 
 
 @app.command()

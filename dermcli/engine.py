@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermcli import PROJECT_ROOT
 from dermcli.data.cache import cache_dir
 from dermcli.errors import DermcliError
 from dermcli.io import atomic_path
@@ -70,7 +71,7 @@ def example_images(size: int) -> np.ndarray:
     """The bundled example lesions (random pixels if dermcli runs without its repository)."""
     from dermcli.data.images import load_rgb
 
-    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.jpg"))
+    examples = sorted((PROJECT_ROOT / "examples").glob("*.jpg"))
     if not examples:
         return np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
     return np.stack([load_rgb(p, size) for p in examples])

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dermcli import PROJECT_ROOT
 from dermcli.data.images import IMAGE_SUFFIXES, ImageError, load_rgb
 from dermcli.errors import DermcliError
 from dermcli.labels import MALIGNANT_INDICES
 from dermcli.metrics import malignant_score, probabilities
 
-REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+REPO_WEIGHTS = PROJECT_ROOT / "weights"
 SHIPPED = {"cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt", "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
 DISCLAIMER = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 

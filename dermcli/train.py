@@ -68,8 +68,6 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
     total, seen = 0.0, 0
     for start in track(starts, "training", len(starts)) if track else starts:
         idx = order[start:start + batch_size]
-        if len(idx) < 2:
-            continue
         loss = loss_fn(model(channels_last(batches.get(idx, rng))), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
