@@ -25,8 +25,6 @@ def weights_for(backend: str, workdir: Path) -> Path:
     """The shipped weights, or an untrained checkpoint of the same shape (speed does not depend on values)."""
     if SHIPPED[backend].is_file():
         return SHIPPED[backend]
-    import torch
-
     from dermcli.checkpoint import num_outputs, save_checkpoint
     from dermcli.labels import class_names
     from dermcli.models import get_backend

@@ -42,6 +42,14 @@ def _storable_in_half(key: str, tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() and not key.endswith(("running_mean", "running_var"))
 
 
+@torch.no_grad()
+def round_to_half(module: torch.nn.Module) -> None:
+    """Round in place what `save_checkpoint(half=True)` stores in fp16, so storing it later loses nothing."""
+    for key, tensor in module.state_dict().items():
+        if _storable_in_half(key, tensor):
+            tensor.copy_(tensor.half())
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False) -> None:
     """Write atomically; `half` stores weights in fp16 (loaded back as fp32), BatchNorm statistics in fp32."""
     state = {k: (v.half() if half and _storable_in_half(k, v) else v).detach().clone() for k, v in model.state_dict().items()}

@@ -3,44 +3,16 @@
 Heavy libraries (torch, pandas, sklearn, matplotlib) are imported inside commands so `--help` is quick.
 """
 
-import json
-import os
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from dermcli.console import console, log, predict_command, progress_bars, run_guarded
 from dermcli.errors import DermcliError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only.")
-console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-@contextmanager
-def progress_bars():
-    """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        def track(iterable, description: str, total: int | None = None):
-            task = progress.add_task(description, total=total)
-            for item in iterable:
-                yield item
-                progress.advance(task)
-            progress.remove_task(task)
-
-        yield track
-
-
-def log(message: str) -> None:
-    err_console.print(message, highlight=False)
-
 
 @app.command()
 def train(
@@ -55,12 +27,14 @@ def train(
     scheduler: Annotated[str, typer.Option(help="plateau (ReduceLROnPlateau on the val metric) or cosine.")] = "plateau",
     patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 7,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.0,
+    ema: Annotated[float, typer.Option(help="Validate and keep a moving average of the weights with this decay (e.g. 0.999); 0 = off.")] = 0.0,
     class_weights: Annotated[str, typer.Option(help="Imbalance handling in the loss: none, sqrt or balanced.")] = "balanced",
     augment: Annotated[str, typer.Option(help="Train-time augmentation: dihedral (flips + 90-degree turns), flips, or none; plus colour jitter.")] = "dihedral",
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and augmentation.")] = 42,
     split_seed: Annotated[int, typer.Option(help="Seed of the lesion-level 70/15/15 split.")] = 42,
     split_file: Annotated[Optional[Path], typer.Option(help="Reuse this split.csv instead of making one.")] = None,
     freeze: Annotated[str, typer.Option(help="resnet50: none, layer3 (layer4 + head train) or backbone (head only).")] = "none",
+    fp16_frozen: Annotated[bool, typer.Option(help="Round the frozen layers to fp16 before training, so an fp16 copy loses nothing there.")] = False,
     pretrained: Annotated[bool, typer.Option(help="resnet50: start from torchvision's ImageNet weights.")] = True,
     init: Annotated[Optional[Path], typer.Option(help="resnet50: start from a (partial) torchvision-format state dict.")] = None,
     preprocessing: Annotated[str, typer.Option(help="unit, imagenet or caffe; empty = the backend's default.")] = "",
@@ -77,9 +51,9 @@ def train(
     if resume is None and (data is None or out is None):
         raise DermcliError("train needs --data and --out (or --resume RUN_DIR)")
     cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=epochs or 30, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing,
+                      weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing, ema=ema,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
-                      freeze=freeze, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
+                      freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
                       target_sensitivity=target_sensitivity, deterministic=deterministic)
     with progress_bars() as track:
         best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log)
@@ -168,60 +142,9 @@ def predict(
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
-    from dermcli.predict import DISCLAIMER
-    from dermcli.predict import predict as run_predict
-
-    with progress_bars() as track:
-        results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log)
-    for p in results:
-        if as_json:
-            print(json.dumps({**vars(p), "malignant": p.malignant}))
-        else:
-            render_prediction(p)
-    if out:
-        write_predictions_csv(out, results)
-    for path, problem in problems:
-        err_console.print(f"skipped {path}: {problem}", highlight=False)
-    if not as_json:
-        console.print(f"{len(results)} predicted, {len(problems)} failed. {DISCLAIMER}", highlight=False)
-    if problems:
-        raise typer.Exit(1)
-
-
-def render_prediction(p) -> None:
-    from rich.table import Table
-
-    console.print(f"[bold]{p.image}[/bold]", highlight=False)
-    if p.label in ("MALIGNANT", "BENIGN"):
-        console.print(f"Prediction: {p.label}\nConfidence: {p.confidence:.1%}  (malignant score {p.malignant_score:.3f}, threshold {p.threshold:.3f})")
-        return
-    table = Table("class", "probability")
-    for name, value in p.probabilities.items():
-        table.add_row(f"[bold]{name}[/bold]" if name == p.label else name, f"{value:.1%}")
-    console.print(f"Prediction: {p.label} ({p.confidence:.1%})")
-    console.print(table)
-    verdict = "MALIGNANT" if p.malignant else "BENIGN"
-    console.print(f"Malignant score p(mel)+p(bcc)+p(akiec): {p.malignant_score:.3f} -> {verdict} at threshold {p.threshold:.3f}")
-
-
-def write_predictions_csv(path: Path, results) -> None:
-    import pandas as pd
-
-    from dermcli.io import write_text
-
-    rows = [{"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
-             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold} for p in results]
-    write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine):
+        raise typer.Exit(code)
 
 
 def main() -> None:
-    try:
-        app()
-    except DermcliError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(getattr(e, "exit_code", 1))
-    except Exception as e:  # a bug of ours: still one line, with a way to see the traceback
-        if os.environ.get("DERMCLI_DEBUG"):
-            raise
-        err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
-        sys.exit(2)
+    run_guarded(app)

@@ -22,12 +22,14 @@ class TrainConfig:
     scheduler: str = "plateau"
     patience: int = 7
     label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of the weights' moving average that is validated and kept; 0 = off
     class_weights: str = "balanced"
     augment: str = "dihedral"  # dihedral (flips + 90-degree turns), flips, or none
     seed: int = 42
     split_seed: int = 42
     split_file: str = ""
     freeze: str = "none"
+    fp16_frozen: bool = False  # round the frozen weights to fp16 first: an fp16 copy of the checkpoint then differs only in what trained
     pretrained: bool = True
     init: str = ""
     preprocessing: str = ""  # "" = the backend's default
@@ -57,8 +59,8 @@ class TrainConfig:
         for name, value, allowed in checks:
             if value not in allowed:
                 raise DermcliError(f"--{name} {value!r} is not one of {', '.join(allowed)} (for --model {cfg.model})")
-        if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or not 0 < cfg.target_sensitivity < 1:
-            raise DermcliError("--epochs must be >= 1, --batch-size >= 2, --lr > 0 and --target-sensitivity in (0, 1)")
+        if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or not 0 < cfg.target_sensitivity < 1 or not 0 <= cfg.ema < 1:
+            raise DermcliError("--epochs must be >= 1, --batch-size >= 2, --lr > 0, --target-sensitivity in (0, 1) and --ema in [0, 1)")
         return cfg
 
     def model_options(self) -> dict:

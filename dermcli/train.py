@@ -1,5 +1,6 @@
 """Training: split, build, fit with early stopping, then calibrate on validation. Resumable from last.pt."""
 
+import copy
 import json
 import time
 from dataclasses import asdict
@@ -10,7 +11,7 @@ import pandas as pd
 import torch
 
 from dermcli.batches import ImageBatches, channels_last, frozen_features, predict_logits
-from dermcli.checkpoint import num_outputs, read_checkpoint, save_checkpoint
+from dermcli.checkpoint import num_outputs, read_checkpoint, round_to_half, save_checkpoint
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
@@ -61,7 +62,23 @@ def loss_function(cfg: TrainConfig, y_train: np.ndarray):
     return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing)
 
 
-def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None) -> float:
+class WeightAverage:
+    """Exponential moving average of a model's weights and BatchNorm statistics. The average of the
+    last few hundred steps usually generalises better than the last step; validation and best.pt use it."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, steps: int = 0):
+        self.model, self.decay, self.steps = copy.deepcopy(model), decay, steps
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))  # early on, forget the random start quickly
+        for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+            average.lerp_(current, 1 - decay) if average.is_floating_point() else average.copy_(current)
+
+
+def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None, after_step=None) -> float:
+    """One pass over `batches` in random order; `after_step()` runs after every optimizer step."""
     model.train()
     order = rng.permutation(len(batches))
     starts = range(0, len(order) - 1, batch_size)  # a last batch of one would break BatchNorm
@@ -72,6 +89,8 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step:
+            after_step()
         total, seen = total + loss.item() * len(idx), seen + len(idx)
     return total / max(seen, 1)
 
@@ -139,12 +158,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     frozen, trainable = backend.split_frozen(model, cfg.freeze)
     for p in frozen.parameters():
         p.requires_grad_(False)
+    if cfg.fp16_frozen and state is None:
+        round_to_half(frozen)
 
     train_in = trainable_inputs(cfg, frozen, train_rows["path"].tolist(), backend.input_size, training=True, track=track)
     val_in = trainable_inputs(cfg, frozen, val_rows["path"].tolist(), backend.input_size, training=False, track=track)
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     rng = np.random.default_rng(cfg.seed)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    evaluated = average.model if average else model  # what validation scores and best.pt stores
     stopping = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
     history: list[dict] = []
     start_epoch = 1
@@ -155,6 +178,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         rng.bit_generator.state = ts["numpy_rng"]
         torch.set_rng_state(ts["torch_rng"])
         stopping, history, start_epoch = ts["stopping"], ts["history"], ts["epoch"] + 1
+        if average:
+            average.model.load_state_dict(ts["ema"]["state_dict"])
+            average.steps = ts["ema"]["steps"]
 
     meta = {
         "backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task)), "input_size": backend.input_size,
@@ -170,8 +196,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             if stopping["bad_epochs"] >= cfg.patience:
                 break
             t0 = time.perf_counter()
-            train_loss = train_one_epoch(trainable, train_in, y_train_t, loss_fn, optimizer, rng, cfg.batch_size, track)
-            val = validation_metrics(y_val, predict_logits(trainable, val_in), cfg.task)
+            train_loss = train_one_epoch(trainable, train_in, y_train_t, loss_fn, optimizer, rng, cfg.batch_size, track,
+                                         after_step=(lambda: average.update(model)) if average else None)
+            val = validation_metrics(y_val, predict_logits(backend.split_frozen(evaluated, cfg.freeze)[1], val_in), cfg.task)
             selection = next(iter(val.values()))
             scheduler.step(selection) if cfg.scheduler == "plateau" else scheduler.step()
             history.append({"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
@@ -181,9 +208,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             stopping = {"best": selection if improved else stopping["best"], "best_epoch": epoch if improved else stopping["best_epoch"],
                         "bad_epochs": 0 if improved else stopping["bad_epochs"] + 1}
             if improved:
-                save_checkpoint(out / "best.pt", model, {**meta, "epoch": epoch, "val_metrics": val})
+                save_checkpoint(out / "best.pt", evaluated, {**meta, "epoch": epoch, "val_metrics": val})
             training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "numpy_rng": rng.bit_generator.state,
-                              "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch}
+                              "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch,
+                              **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from dermcli.checkpoint import load_model, save_checkpoint
+from dermcli.checkpoint import load_model, round_to_half, save_checkpoint
 from dermcli.errors import DermcliError
 from dermcli.models import get_backend
 
@@ -34,6 +34,20 @@ def test_half_precision_storage_stays_within_1e3(tmp_path):
     x = torch.rand(2, 3, 96, 96) * 255 - 120
     assert torch.allclose(torch.sigmoid(loaded(x)), torch.sigmoid(model(x)), atol=1e-3)
     assert (tmp_path / "half.pt").stat().st_size < 55e6
+
+
+def test_weights_rounded_before_training_are_stored_in_fp16_without_loss(tmp_path):
+    torch.manual_seed(0)
+    model = get_backend("resnet50").build(1, {}).eval()
+    with torch.no_grad():
+        model.bn1.running_var.fill_(8e4)  # beyond fp16: statistics must stay as they are
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    round_to_half(model.layer1)
+    assert torch.equal(model.bn1.running_var, original["bn1.running_var"])
+    assert not torch.equal(model.layer1[0].conv1.weight, original["layer1.0.conv1.weight"])
+    save_checkpoint(tmp_path / "half.pt", model, {**meta("resnet50", "binary"), "input_size": 224}, half=True)
+    loaded = load_model(tmp_path / "half.pt")[0].state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items() if k.startswith("layer1.") or "running" in k)
 
 
 class Payload:

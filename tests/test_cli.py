@@ -70,6 +70,29 @@ def test_predict_reports_bad_files_and_carries_on(cnn_run, real_subset, tmp_path
     assert record["label"] in record["probabilities"] and 0 <= record["malignant_score"] <= 1
 
 
+def test_plain_predict_skips_typer_and_answers_as_typer_does(cnn_run, real_subset):
+    image, weights = str(sorted(real_subset.rglob("*.jpg"))[0]), str(cnn_run / "best.pt")
+    plain = run_cli("predict", image, "--weights", weights, "--json", "--engine", "onnx")
+    through_typer = run_cli("predict", image, f"--weights={weights}", "--json", "--engine=onnx")  # `=` forms go to Typer
+    assert plain.returncode == through_typer.returncode == 0
+    assert plain.stdout == through_typer.stdout and json.loads(plain.stdout)["image"] == image
+
+
+def test_the_fast_predict_parser_knows_exactly_typers_predict_options():
+    import typer
+
+    from dermcli.__main__ import PREDICT_OPTIONS, plain_predict_call
+    from dermcli.cli import app
+
+    params = typer.main.get_command(app).commands["predict"].params
+    assert {opt: p.name for p in params for opt in p.opts if opt.startswith("--")} == {k: v[0] for k, v in PREDICT_OPTIONS.items()}
+    assert plain_predict_call(["predict", "a.jpg", "b", "--threshold", "0.3", "--json"]) == {
+        "inputs": ["a.jpg", "b"], "threshold": 0.3, "as_json": True}
+    for for_typer in (["predict", "--help"], ["predict", "a.jpg", "--engine=onnx"], ["predict", "a.jpg", "--threshold", "x"],
+                      ["predict", "a.jpg", "--model"], ["predict", "a", "--json", "--json"], ["predict"], ["eval", "a.jpg"]):
+        assert plain_predict_call(for_typer) is None
+
+
 def test_resnet50_through_the_imagenet_weights_api(real_subset, torch_home, tmp_path):
     env = {"TORCH_HOME": str(torch_home)}
     out = tmp_path / "r50"

@@ -43,20 +43,34 @@ def test_onnx_matches_torch_on_real_images_and_carries_metadata(tmp_path, backen
 
 
 def test_cached_export_is_reused_and_stale_or_corrupt_files_are_rebuilt(tmp_path):
+    import onnxruntime
+
     weights = checkpoint(tmp_path / "m.pt")
     cached_onnx(weights)
-    first = cache_dir() / "onnx" / f"{sha256(weights)}.onnx"
-    stamp = first.stat().st_mtime_ns
+    portable = cache_dir() / "onnx" / f"{sha256(weights)}.onnx"
+    optimized = portable.with_suffix(f".ort-{onnxruntime.__version__}.onnx")  # this machine's optimised graph
+    stamps = portable.stat().st_mtime_ns, optimized.stat().st_mtime_ns
     cached_onnx(weights)
-    assert first.stat().st_mtime_ns == stamp  # reused
+    assert (portable.stat().st_mtime_ns, optimized.stat().st_mtime_ns) == stamps  # reused
 
-    first.write_bytes(b"not an onnx file")
+    optimized.write_bytes(b"not an onnx file")
     assert cached_onnx(weights).meta["checkpoint_sha256"] == sha256(weights)
-    assert first.stat().st_mtime_ns != stamp  # rebuilt
+    assert optimized.stat().st_mtime_ns != stamps[1]  # rebuilt from the portable file
+    portable.write_bytes(b"not an onnx file")
+    optimized.unlink()
+    assert cached_onnx(weights).meta["checkpoint_sha256"] == sha256(weights)
+    assert portable.stat().st_mtime_ns != stamps[0]  # exported again
 
     stale = weights.with_suffix(".onnx")  # an .onnx beside the weights, but of other weights
     export_onnx(checkpoint(tmp_path / "other.pt", seed=1), stale)
     assert cached_onnx(weights).meta["checkpoint_sha256"] == sha256(weights)
+
+
+def test_changed_weights_at_the_same_path_are_not_served_from_the_cache(tmp_path):
+    weights = checkpoint(tmp_path / "m.pt")
+    first = cached_onnx(weights).meta["checkpoint_sha256"]
+    checkpoint(weights, seed=1)  # new weights, same path: its size or mtime changes
+    assert cached_onnx(weights).meta["checkpoint_sha256"] == sha256(weights) != first
 
 
 def test_predict_gives_the_same_answers_on_both_engines(tmp_path):

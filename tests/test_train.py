@@ -31,8 +31,9 @@ def same_weights(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_ends(small_ham, tmp_path, monkeypatch):
-    training.train(config(small_ham, tmp_path / "whole"))
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_ends(small_ham, tmp_path, monkeypatch, ema):
+    training.train(config(small_ham, tmp_path / "whole", ema=ema))
 
     real_epoch, calls = training.train_one_epoch, []
 
@@ -44,7 +45,7 @@ def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_ends(small_ham, tmp
 
     monkeypatch.setattr(training, "train_one_epoch", interrupt_second_epoch)
     with pytest.raises(training.Interrupted, match="resume with `dermcli train --resume"):
-        training.train(config(small_ham, tmp_path / "cut"))
+        training.train(config(small_ham, tmp_path / "cut", ema=ema))
     assert read_checkpoint(tmp_path / "cut" / "last.pt")["training_state"]["epoch"] == 1
     monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     training.train(TrainConfig(data="", out=str(tmp_path / "cut")), resume=True)
@@ -52,6 +53,14 @@ def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_ends(small_ham, tmp
     pd.testing.assert_frame_equal(history(tmp_path / "whole"), history(tmp_path / "cut"))
     assert same_weights(weights(tmp_path / "whole" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
     assert same_weights(weights(tmp_path / "whole" / "best.pt"), weights(tmp_path / "cut" / "best.pt"))
+
+
+def test_with_ema_validation_and_best_pt_use_the_weight_average(small_ham, tmp_path):
+    training.train(config(small_ham, tmp_path / "run", epochs=1, ema=0.9))
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    best = weights(tmp_path / "run" / "best.pt")
+    assert same_weights(best, last["training_state"]["ema"]["state_dict"])
+    assert not same_weights(best, last["state_dict"])
 
 
 def test_deterministic_runs_repeat_exactly(small_ham, tmp_path):

@@ -1,0 +1,100 @@
+"""Terminal output shared by the Typer CLI and its fast `predict` path: consoles, progress bars,
+one-line errors and the rendering of predictions. Imports Rich, never Typer."""
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+from dermcli.errors import DermcliError
+
+console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def progress_bars():
+    """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        def track(iterable, description: str, total: int | None = None):
+            task = progress.add_task(description, total=total)
+            for item in iterable:
+                yield item
+                progress.advance(task)
+            progress.remove_task(task)
+
+        yield track
+
+
+def log(message: str) -> None:
+    err_console.print(message, highlight=False)
+
+
+def run_guarded(command, *args, **kwargs) -> None:
+    """Run a command and exit: a DermcliError is one red line (exit 1, or its exit_code), a bug of ours
+    one line too (exit 2) unless DERMCLI_DEBUG is set; an int return is the exit status."""
+    try:
+        status = command(*args, **kwargs)
+    except DermcliError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(getattr(e, "exit_code", 1))
+    except Exception as e:
+        if os.environ.get("DERMCLI_DEBUG"):
+            raise
+        err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
+        sys.exit(2)
+    sys.exit(status or 0)
+
+
+def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
+                    as_json: bool = False, out: Path | None = None, engine: str = "auto") -> int:
+    """`dermcli predict`: print a verdict per image; 1 if any file could not be read, else 0."""
+    from dermcli.predict import DISCLAIMER
+    from dermcli.predict import predict as run_predict
+
+    with progress_bars() as track:
+        results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log)
+    for p in results:
+        if as_json:
+            print(json.dumps({**vars(p), "malignant": p.malignant}))
+        else:
+            render_prediction(p)
+    if out:
+        write_predictions_csv(out, results)
+    for path, problem in problems:
+        err_console.print(f"skipped {path}: {problem}", highlight=False)
+    if not as_json:
+        console.print(f"{len(results)} predicted, {len(problems)} failed. {DISCLAIMER}", highlight=False)
+    return 1 if problems else 0
+
+
+def render_prediction(p) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{p.image}[/bold]", highlight=False)
+    if p.label in ("MALIGNANT", "BENIGN"):
+        console.print(f"Prediction: {p.label}\nConfidence: {p.confidence:.1%}  (malignant score {p.malignant_score:.3f}, threshold {p.threshold:.3f})")
+        return
+    table = Table("class", "probability")
+    for name, value in p.probabilities.items():
+        table.add_row(f"[bold]{name}[/bold]" if name == p.label else name, f"{value:.1%}")
+    console.print(f"Prediction: {p.label} ({p.confidence:.1%})")
+    console.print(table)
+    verdict = "MALIGNANT" if p.malignant else "BENIGN"
+    console.print(f"Malignant score p(mel)+p(bcc)+p(akiec): {p.malignant_score:.3f} -> {verdict} at threshold {p.threshold:.3f}")
+
+
+def write_predictions_csv(path: Path, results) -> None:
+    import pandas as pd
+
+    from dermcli.io import write_text
+
+    rows = [{"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
+             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold} for p in results]
+    write_text(path, pd.DataFrame(rows).to_csv(index=False))
