@@ -44,6 +44,11 @@ def model_card(folder: Path) -> Path:
         lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items() if v not in ("", None)])
         lines += ["", f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "
                       f"{config.get('target_sensitivity', 0.9):.2f}); temperature {info['temperature']:.3f} (fitted on validation).", ""]
+    fp16 = Path(info["weights"]).with_suffix("") / "fp16_check.json"  # written by scripts/ship_weights.py --half
+    if fp16.is_file():
+        check = json.loads(fp16.read_text())
+        lines += [f"Stored in fp16 (BatchNorm statistics in fp32). Its probabilities differ from the fp32 checkpoint by at most "
+                  f"{check['max_abs_difference']:.1e} (mean {check['mean_abs_difference']:.1e}) on {check['images']} {check['split']} images.", ""]
     if (run_dir / "split.csv").is_file():
         split = pd.read_csv(run_dir / "split.csv")
         lines += ["## Data and split", "", f"HAM10000, split by **lesion** (no lesion in two splits), stratified by class, 70/15/15, "

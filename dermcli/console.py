@@ -37,13 +37,16 @@ def log(message: str) -> None:
 
 
 def run_guarded(command, *args, **kwargs) -> None:
-    """Run a command and exit: a DermcliError is one red line (exit 1, or its exit_code), a bug of ours
-    one line too (exit 2) unless DERMCLI_DEBUG is set; an int return is the exit status."""
+    """Run a command and exit: a DermcliError is one red line (exit 1, or its exit_code), Ctrl-C exits 130,
+    a bug of ours is one line too (exit 2) unless DERMCLI_DEBUG is set; an int return is the exit status."""
     try:
         status = command(*args, **kwargs)
     except DermcliError as e:
         err_console.print(f"[red]error:[/red] {e}", highlight=False)
         sys.exit(getattr(e, "exit_code", 1))
+    except KeyboardInterrupt:  # files are written atomically, so stopping here leaves nothing half-written
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
     except Exception as e:
         if os.environ.get("DERMCLI_DEBUG"):
             raise

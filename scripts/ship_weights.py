@@ -2,28 +2,65 @@
 
     python scripts/ship_weights.py RUN_DIR weights/NAME [--half]
 
-writes weights/NAME.pt and weights/NAME/{split.csv,history.csv,config.json}.
+writes weights/NAME.pt and weights/NAME/{split.csv,history.csv,config.json}. With --half it also checks
+the fp16 file against the run's fp32 best.pt on every validation image of the run (never test) and
+writes weights/NAME/fp16_check.json; it exits 1 if probabilities differ by more than 1e-3.
 """
 
 import argparse
+import json
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
+
 from dermcli.checkpoint import build_model, read_checkpoint, save_checkpoint
+from dermcli.io import write_text
+
+FP16_TOLERANCE = 1e-3
+
+
+def validation_images(run: Path, size: int) -> np.ndarray:
+    from dermcli.data.cache import cached_images
+    from dermcli.data.dataset import load_dataset
+    from dermcli.data.split import load_split, select
+
+    config = json.loads((run / "config.json").read_text())
+    rows = select(load_dataset(Path(config["data"])), load_split(run / "split.csv"), "val")
+    return cached_images(rows["path"].tolist(), size)
+
+
+def fp16_check(reference: Path, shipped: Path, images: np.ndarray) -> dict:
+    """Largest and mean absolute difference of the two files' probabilities (temperature applied) on `images`."""
+    from dermcli.engine import TorchRunner
+    from dermcli.metrics import probabilities
+
+    probs = [probabilities(runner.logits(images), runner.meta["temperature"]) for runner in map(TorchRunner.load, (reference, shipped))]
+    difference = np.abs(probs[0] - probs[1])
+    return {"images": len(images), "split": "val", "max_abs_difference": float(difference.max()),
+            "mean_abs_difference": float(difference.mean()), "tolerance": FP16_TOLERANCE}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("target", type=Path, help="weights/NAME, without .pt")
-    parser.add_argument("--half", action="store_true", help="store floating tensors in fp16")
+    parser.add_argument("--half", action="store_true", help="store floating tensors in fp16 (BatchNorm statistics stay fp32)")
     args = parser.parse_args()
     best = read_checkpoint(args.run / "best.pt")
     model = build_model(best["meta"], best["state_dict"])
-    save_checkpoint(args.target.with_suffix(".pt"), model, best["meta"], half=args.half)
+    shipped = args.target.with_suffix(".pt")
+    save_checkpoint(shipped, model, best["meta"], half=args.half)
     args.target.mkdir(parents=True, exist_ok=True)
     for name in ("split.csv", "history.csv", "config.json"):
         shutil.copyfile(args.run / name, args.target / name)
+    if args.half:
+        check = fp16_check(args.run / "best.pt", shipped, validation_images(args.run, best["meta"]["input_size"]))
+        write_text(args.target / "fp16_check.json", json.dumps(check, indent=2) + "\n")
+        print(f"fp16 vs fp32 on {check['images']} val images: max |Δp| {check['max_abs_difference']:.2e}, mean {check['mean_abs_difference']:.2e}")
+        if check["max_abs_difference"] > FP16_TOLERANCE:
+            sys.exit(f"fp16 copy differs by more than {FP16_TOLERANCE}")
 
 
 if __name__ == "__main__":

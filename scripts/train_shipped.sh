@@ -12,11 +12,12 @@ RUNS=${RUNS:-runs/shipped}
 dermcli train --model cnn --data "$DATA" --out "$RUNS/cnn" --epochs 40 --batch-size 128 --lr 1e-3 \
   --scheduler cosine --patience 12 --label-smoothing 0.1 --class-weights none --augment dihedral --overwrite
 # ImageNet weights for the stem and layer1-3 only (Keras/Caffe: BGR mean subtraction, v1 strides); layer4 + head learn.
+# --fp16-frozen: the frozen layers are fp16-exact from the start, so the fp16 file below differs only in layer4 + head.
 dermcli train --model resnet50 --data "$DATA" --out "$RUNS/r50" --init "$INIT" --preprocessing caffe --strides v1 \
-  --freeze layer3 --epochs 10 --batch-size 32 --lr 3e-4 --weight-decay 0.01 --scheduler cosine --patience 7 --overwrite
+  --freeze layer3 --fp16-frozen --epochs 10 --batch-size 32 --lr 3e-4 --weight-decay 0.01 --scheduler cosine --patience 7 --overwrite
 
 python scripts/ship_weights.py "$RUNS/cnn" weights/cnn_ham10000_7class
-python scripts/ship_weights.py "$RUNS/r50" weights/resnet50_ham10000_binary --half
+python scripts/ship_weights.py "$RUNS/r50" weights/resnet50_ham10000_binary --half  # checks fp16 vs fp32 on val
 
 for name in cnn_ham10000_7class resnet50_ham10000_binary; do
   dermcli eval --weights "weights/$name.pt" --data "$DATA" --split test --split-file "weights/$name/split.csv" \

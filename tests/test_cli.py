@@ -144,3 +144,18 @@ def test_eval_on_an_external_isic_set(cnn_run, real_subset, tmp_path):
     assert result.returncode == 0, result.stderr
     predictions = pd.read_csv(out / "predictions.csv")
     assert sorted(predictions["image_id"]) == sorted(meta["image_id"]) and list(predictions["label"]) == list(meta["dx"])
+
+
+@pytest.mark.parametrize("raised, code, line", [
+    (KeyboardInterrupt(), 130, "interrupted"), (ValueError("boom"), 2, "internal error: ValueError: boom"),
+])
+def test_commands_end_in_one_line_and_an_exit_code_whatever_they_raise(capsys, raised, code, line):
+    from dermcli.console import run_guarded
+
+    def command():
+        raise raised
+
+    with pytest.raises(SystemExit) as stop:
+        run_guarded(command)
+    assert stop.value.code == code
+    assert capsys.readouterr().err.strip().splitlines() == [line + (" (set DERMCLI_DEBUG=1 for the traceback)" if code == 2 else "")]

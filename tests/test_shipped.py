@@ -1,5 +1,6 @@
 """The weights in weights/ load safely and give the predictions recorded next to the bundled examples."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -35,3 +36,12 @@ def test_readme_results_table_is_the_one_the_eval_files_give():
     if not folders:
         pytest.skip("no shipped eval files yet")
     assert results_table(folders) in (REPO / "README.md").read_text()
+
+
+def test_the_fp16_file_was_checked_against_fp32_on_validation_and_its_card_says_so():
+    folder = REPO / "weights" / "resnet50_ham10000_binary"
+    if not (folder / "fp16_check.json").is_file():
+        pytest.skip("no fp16 check written yet")
+    check = json.loads((folder / "fp16_check.json").read_text())
+    assert check["split"] == "val" and check["images"] > 1000 and check["max_abs_difference"] <= 1e-3
+    assert f"at most {check['max_abs_difference']:.1e}" in (folder / "eval" / "MODEL_CARD.md").read_text()
