@@ -17,19 +17,31 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 @contextmanager
 def progress_bars():
-    """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest).
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        def track(iterable, description: str, total: int | None = None):
-            task = progress.add_task(description, total=total)
-            for item in iterable:
-                yield item
-                progress.advance(task)
-            progress.remove_task(task)
+    The bars start on the first track() call: a one-image predict never loads or starts them.
+    """
+    progress = None
 
+    def track(iterable, description: str, total: int | None = None):
+        nonlocal progress
+        if progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+            progress = Progress(*columns, console=err_console, transient=True)
+            progress.start()
+        task = progress.add_task(description, total=total)
+        for item in iterable:
+            yield item
+            progress.advance(task)
+        progress.remove_task(task)
+
+    try:
         yield track
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def log(message: str) -> None:
