@@ -91,7 +91,7 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
     import numpy as np
     import torch
 
-    from dermcli.batches import ImageBatches, frozen_features
+    from dermcli.batches import ImageBatches, channels_last, frozen_features
     from dermcli.data.cache import cached_images
     from dermcli.data.dataset import load_dataset
     from dermcli.data.split import make_split, select
@@ -120,8 +120,12 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
         if freeze != "none":
             batches = frozen_features(frozen, pixels, b.default_preprocessing, flips=False)
     setup = time.perf_counter() - start
+    batch_size = 32 if backend != "cnn" else 128
+    warm_up = np.arange(batch_size)  # one step first: oneDNN's per-shape set-up is not a per-epoch cost
+    loss(trainable(channels_last(batches.get(warm_up))), y[warm_up]).backward()
+    optimizer.zero_grad()
     start = time.perf_counter()
-    train_one_epoch(trainable, batches, y, loss, optimizer, rng, 32 if backend != "cnn" else 128)
+    train_one_epoch(trainable, batches, y, loss, optimizer, rng, batch_size)
     seconds = time.perf_counter() - start
     scale = n_train / len(rows)
     return {"epoch_s": (seconds + setup) * scale} if plain else {"epoch_s": seconds * scale, "once_s": setup * scale}
