@@ -64,16 +64,21 @@ def loss_function(cfg: TrainConfig, y_train: np.ndarray):
 
 class WeightAverage:
     """Exponential moving average of a model's weights and BatchNorm statistics. The average of the
-    last few hundred steps usually generalises better than the last step; validation and best.pt use it."""
+    last few hundred steps usually generalises better than the last step; validation and best.pt use it.
 
-    def __init__(self, model: torch.nn.Module, decay: float, steps: int = 0):
-        self.model, self.decay, self.steps = copy.deepcopy(model), decay, steps
+    Only the part that trains is averaged (frozen layers never change), through tensor pairs made once.
+    """
+
+    def __init__(self, model: torch.nn.Module, trainable_part, decay: float):
+        self.model, self.decay, self.steps = copy.deepcopy(model), decay, 0
+        self.trainable = trainable_part(self.model)
+        self._pairs = list(zip(self.trainable.state_dict().values(), trainable_part(model).state_dict().values()))
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
         self.steps += 1
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))  # early on, forget the random start quickly
-        for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+        for average, current in self._pairs:
             average.lerp_(current, 1 - decay) if average.is_floating_point() else average.copy_(current)
 
 
@@ -166,8 +171,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     rng = np.random.default_rng(cfg.seed)
-    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    average = WeightAverage(model, lambda m: backend.split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
     evaluated = average.model if average else model  # what validation scores and best.pt stores
+    evaluated_trainable = average.trainable if average else trainable
     stopping = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
     history: list[dict] = []
     start_epoch = 1
@@ -197,8 +203,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                 break
             t0 = time.perf_counter()
             train_loss = train_one_epoch(trainable, train_in, y_train_t, loss_fn, optimizer, rng, cfg.batch_size, track,
-                                         after_step=(lambda: average.update(model)) if average else None)
-            val = validation_metrics(y_val, predict_logits(backend.split_frozen(evaluated, cfg.freeze)[1], val_in), cfg.task)
+                                         after_step=average.update if average else None)
+            val = validation_metrics(y_val, predict_logits(evaluated_trainable, val_in), cfg.task)
             selection = next(iter(val.values()))
             scheduler.step(selection) if cfg.scheduler == "plateau" else scheduler.step()
             history.append({"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
