@@ -1,6 +1,7 @@
 """dermcli speed benchmark on real HAM10000 images (not part of CI; about 8 minutes on 2 cores).
 
     python benchmarks/bench.py --data ../shared/data/ham10000 --json benchmarks/results.json
+    python benchmarks/bench.py --only reports:write     # one measurement, printed as JSON
 
 Each measurement runs in its own process, so its peak memory (max RSS) is its own. "plain" is the way
 the model cards' scripts work: a per-image Dataset that decodes JPEGs every time, NCHW, no_grad, batch 32.
@@ -131,7 +132,29 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
     return {"epoch_s": (seconds + setup) * scale} if plain else {"epoch_s": seconds * scale, "once_s": setup * scale}
 
 
+REPORT_SOURCE = REPO / "weights" / "cnn_ham10000_7class" / "eval"  # 1,502 test images with HAM10000's metadata
+
+
+def report_writing() -> dict:
+    """Seconds to write every report, plot and the subgroup audit of a 1,502-image eval, in a process that has
+    numpy and pandas loaded (as `eval` has when it gets there); the imports the reports need count."""
+    import shutil
+
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    folder = Path(tempfile.mkdtemp()) / "eval"
+    shutil.copytree(REPORT_SOURCE, folder)
+    start = time.perf_counter()
+    from dermcli.report import write_reports
+
+    write_reports(folder)
+    return {"report_s": time.perf_counter() - start}
+
+
 def measure(name: str, args: argparse.Namespace) -> dict:
+    if name == "reports:write":
+        return {**report_writing(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     workdir = Path(tempfile.mkdtemp())
     backend, _, rest = name.partition(":")
     paths = image_paths(args.data, args.images)
@@ -170,7 +193,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=320, help="images for the eval throughput runs")
     parser.add_argument("--train-images", type=int, default=320, help="ResNet50 train images timed (the epoch is extrapolated)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--only", default=None, help="run one measurement (e.g. reports:write) and print it as JSON")
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args)))
@@ -178,7 +201,8 @@ def main() -> None:
     os.environ.setdefault("DERMCLI_CACHE_DIR", tempfile.mkdtemp())
     results: dict[str, dict] = {}
     for name in ["cnn:plain-eval", "cnn:eval-torch", "cnn:eval-onnx", "resnet50:plain-eval", "resnet50:eval-torch", "resnet50:eval-onnx",
-                 "cnn:train-none-plain", "cnn:train-none-cached", "resnet50:train-none-plain", "resnet50:train-layer3-cached"]:
+                 "cnn:train-none-plain", "cnn:train-none-cached", "resnet50:train-none-plain", "resnet50:train-layer3-cached",
+                 "reports:write"]:
         results[name] = in_subprocess(name, args)
         print(name, results[name], flush=True)
     example = str(REPO / "examples" / "ISIC_0026531.jpg")
@@ -190,6 +214,11 @@ def main() -> None:
             for engine in ("onnx", "torch"):
                 results[f"{backend}:cold-predict-{engine}"] = cold([*dermcli, "predict", example, "--weights", weights, "--engine", engine])
                 print(backend, engine, results[f"{backend}:cold-predict-{engine}"], flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        import shutil
+
+        shutil.copytree(REPORT_SOURCE, Path(workdir) / "eval")
+        results["report-cold"] = cold([*dermcli, "report", str(Path(workdir) / "eval")])
     results["help"] = cold([*dermcli, "--help"])
     print("help", results["help"])
     ratios = {f"{b}: {e} eval vs plain": results[f"{b}:eval-{e}"]["img_per_s"] / results[f"{b}:plain-eval"]["img_per_s"]
@@ -199,7 +228,7 @@ def main() -> None:
     ratios["cnn: cached epoch vs plain epoch"] = results["cnn:train-none-plain"]["epoch_s"] / results["cnn:train-none-cached"]["epoch_s"]
     print("\n| measurement | value | peak RSS (MB) |\n|---|---|---|")
     for name, r in results.items():
-        unit = {"img_per_s": "img/s", "median_s": "s", "epoch_s": "s per epoch", "once_s": "s once"}
+        unit = {"img_per_s": "img/s", "median_s": "s", "epoch_s": "s per epoch", "once_s": "s once", "report_s": "s"}
         value = ", ".join(f"{v:.2f} {unit[k]}" for k, v in r.items() if k != "peak_rss_mb")
         print(f"| {name} | {value} | {r['peak_rss_mb']:.0f} |")
     for name, ratio in ratios.items():

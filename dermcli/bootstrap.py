@@ -68,3 +68,22 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     lo, hi = np.nanquantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def decision_figures(d: dict, w: np.ndarray, on_classes: bool, pr_auc: bool = True) -> dict[str, np.ndarray]:
+    """Every figure of one model's decisions under each weight row w (B, N).
+
+    `d` holds report.decisions' arrays. Accuracy, balanced accuracy and macro-F1 are of the task's classes
+    when `on_classes`, else of the malignant call; sensitivity and specificity are of the malignant call;
+    ROC-AUC and PR-AUC of the malignant score.
+    """
+    y, y_pred, k = (d["y"], d["y_pred"], d["probs"].shape[1]) if on_classes else (d["y_mal"], d["malignant_pred"], 2)
+    values = confusion_scores(weighted_confusion(y, y_pred, k, w))
+    malignant = weighted_confusion(d["y_mal"], d["malignant_pred"], 2, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values["sensitivity"] = malignant[:, 1, 1] / malignant[:, 1].sum(axis=1)
+        values["specificity"] = malignant[:, 0, 0] / malignant[:, 0].sum(axis=1)
+    values["roc_auc"] = weighted_auc(d["y_mal"], d["score"], w)
+    if pr_auc:
+        values["pr_auc"] = weighted_average_precision(d["y_mal"], d["score"], w)
+    return values

@@ -10,6 +10,13 @@ import typer
 
 from dermcli.console import console, log, predict_command, progress_bars, run_guarded
 from dermcli.errors import DermcliError
+from dermcli.options import check, help_with_range
+
+
+def ranged(name: str, text: str, **kwargs):
+    """A numeric option whose help text and check both come from dermcli.options.RANGES[name]."""
+    return typer.Option(help=help_with_range(name, text), callback=lambda value: check(name, value), **kwargs)
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only.")
@@ -20,18 +27,18 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, split.csv, history.csv, config.json.")] = None,
     model: Annotated[str, typer.Option(help="Backend: cnn (28x28, 7-class) or resnet50 (224, binary).")] = "cnn",
     task: Annotated[str, typer.Option(help="multiclass or binary; empty = the backend's default.")] = "",
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum number of epochs (default 30; with --resume, a new total).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    epochs: Annotated[Optional[int], ranged("epochs", "Maximum number of epochs (default 30; with --resume, a new total).")] = None,
+    batch_size: Annotated[int, ranged("batch-size", "Images per training step.")] = 64,
+    lr: Annotated[float, ranged("lr", "AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, ranged("weight-decay", "AdamW weight decay.")] = 1e-4,
     scheduler: Annotated[str, typer.Option(help="plateau (ReduceLROnPlateau on the val metric) or cosine.")] = "plateau",
-    patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 7,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.0,
-    ema: Annotated[float, typer.Option(help="Validate and keep a moving average of the weights with this decay (e.g. 0.999); 0 = off.")] = 0.0,
+    patience: Annotated[int, ranged("patience", "Early stopping: epochs without val improvement.")] = 7,
+    label_smoothing: Annotated[float, ranged("label-smoothing", "Label smoothing of the loss.")] = 0.0,
+    ema: Annotated[float, ranged("ema", "Validate and keep a moving average of the weights with this decay (e.g. 0.999); 0 = off.")] = 0.0,
     class_weights: Annotated[str, typer.Option(help="Imbalance handling in the loss: none, sqrt or balanced.")] = "balanced",
     augment: Annotated[str, typer.Option(help="Train-time augmentation: dihedral (flips + 90-degree turns), flips, or none; plus colour jitter.")] = "dihedral",
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and augmentation.")] = 42,
-    split_seed: Annotated[int, typer.Option(help="Seed of the lesion-level 70/15/15 split.")] = 42,
+    seed: Annotated[int, ranged("seed", "Seed for initialisation, shuffling and augmentation.")] = 42,
+    split_seed: Annotated[int, ranged("split-seed", "Seed of the lesion-level 70/15/15 split.")] = 42,
     split_file: Annotated[Optional[Path], typer.Option(help="Reuse this split.csv instead of making one.")] = None,
     freeze: Annotated[str, typer.Option(help="resnet50: none, layer3 (layer4 + head train) or backbone (head only).")] = "none",
     fp16_frozen: Annotated[bool, typer.Option(help="Round the frozen layers to fp16 before training, so an fp16 copy loses nothing there.")] = False,
@@ -39,9 +46,10 @@ def train(
     init: Annotated[Optional[Path], typer.Option(help="resnet50: start from a (partial) torchvision-format state dict.")] = None,
     preprocessing: Annotated[str, typer.Option(help="unit, imagenet or caffe; empty = the backend's default.")] = "",
     strides: Annotated[str, typer.Option(help="resnet50: v1.5 (torchvision) or v1 (Caffe/Keras) stride placement.")] = "v1.5",
-    target_sensitivity: Annotated[float, typer.Option(help="Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
+    target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
+    folds: Annotated[Optional[int], ranged("folds", "Cross-validate: train one model per lesion-level fold of the non-test images into OUT/fold_K (test split untouched).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run (or cross-validation) in this folder from where it stopped.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow training into a folder that already holds a run.")] = False,
 ):
     """Train a model on a lesion-level split; writes the run folder."""
@@ -50,11 +58,19 @@ def train(
 
     if resume is None and (data is None or out is None):
         raise DermcliError("train needs --data and --out (or --resume RUN_DIR)")
-    cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=epochs or 30, batch_size=batch_size, lr=lr,
+    cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=30 if epochs is None else epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing, ema=ema,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
                       target_sensitivity=target_sensitivity, deterministic=deterministic)
+    from dermcli.crossval import is_cv_run, train_folds
+
+    if folds or (resume is not None and is_cv_run(resume)):
+        with progress_bars() as track:
+            summary = train_folds(cfg, folds, resume=resume is not None, overwrite=overwrite, track=track, log=log)
+        console.print(summary.read_text(), highlight=False)
+        console.print(f"cross-validation summary: {summary}; out-of-fold report: {summary.parent / 'oof'}")
+        return
     with progress_bars() as track:
         best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log)
     console.print(f"best checkpoint: {best}")
@@ -68,8 +84,8 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, val, test, or all (every image: external sets).")] = "test",
     split_file: Annotated[Optional[Path], typer.Option(help="split.csv to use; default: the one beside --weights.")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image folder of an ISIC CSV, when not beside it.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's val-tuned decision threshold.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's val-tuned decision threshold.")] = None,
+    batch_size: Annotated[int, ranged("eval:batch-size", "Images per forward pass.")] = 64,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
@@ -99,14 +115,31 @@ def report(
 
 
 @app.command()
+def compare(
+    folders: Annotated[list[Path], typer.Argument(help="Eval folders of the same images; each is compared with the first.")],
+    out: Annotated[Path, typer.Option(help="Folder for compare.md, compare.json and compare_roc_pr.png.")] = Path("compare"),
+):
+    """Is B better than A? Paired lesion-level bootstrap differences, DeLong's and McNemar's tests."""
+    from rich.markdown import Markdown
+
+    from dermcli.compare import write_compare
+
+    result = write_compare(folders, out)
+    console.print(Markdown(result["markdown"]))
+    console.print(f"written to {out}")
+
+
+@app.command()
 def export(
     weights: Annotated[Path, typer.Argument(help="Checkpoint to export.")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the .onnx; default: beside the weights.")] = None,
 ):
     """Export a checkpoint to ONNX (with its metadata), verified against PyTorch."""
     from dermcli.engine import TOLERANCE, export_onnx
+    from dermcli.io import ensure_writable_file
 
-    path = export_onnx(weights, out or weights.with_suffix(".onnx"))
+    target = ensure_writable_file(out, "--out", weights.with_suffix(".onnx").name) if out else weights.with_suffix(".onnx")
+    path = export_onnx(weights, target)
     console.print(f"wrote {path} (probabilities within {TOLERANCE} of PyTorch)")
 
 
@@ -136,7 +169,7 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
     model: Annotated[Optional[str], typer.Option(help="cnn (default) or resnet50: picks the shipped weights, or checks --weights.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Override the checkpoint's malignant threshold.")] = None,
+    threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's malignant threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
@@ -146,5 +179,26 @@ def predict(
         raise typer.Exit(code)
 
 
+class UsageError(DermcliError):
+    exit_code = 2  # click's convention for a command line that does not parse
+
+
+def run_app() -> int:
+    """The Typer app, with a usage error as one line like every other error (Typer would draw a box)."""
+    try:
+        from typer._click import exceptions as click  # newer Typer carries its own copy of click
+    except ImportError:
+        from click import exceptions as click
+
+    try:
+        return typer.main.get_command(app).main(standalone_mode=False) or 0
+    except click.NoArgsIsHelpError as e:
+        e.show()  # `dermcli` alone prints the help
+        return e.exit_code
+    except click.ClickException as e:
+        command = e.ctx.command_path if getattr(e, "ctx", None) else "dermcli"
+        raise UsageError(f"{e.format_message()} (see `{command} --help`)") from None
+
+
 def main() -> None:
-    run_guarded(app)
+    run_guarded(run_app)

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, fields
 
 from dermcli.errors import DermcliError
 from dermcli.labels import TASKS
+from dermcli.options import RANGES, check
 
 SCHEDULERS = ("plateau", "cosine")
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
@@ -59,8 +60,16 @@ class TrainConfig:
         for name, value, allowed in checks:
             if value not in allowed:
                 raise DermcliError(f"--{name} {value!r} is not one of {', '.join(allowed)} (for --model {cfg.model})")
-        if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or not 0 < cfg.target_sensitivity < 1 or not 0 <= cfg.ema < 1:
-            raise DermcliError("--epochs must be >= 1, --batch-size >= 2, --lr > 0, --target-sensitivity in (0, 1) and --ema in [0, 1)")
+        # Options a backend does not use would be ignored: refuse them rather than let them look effective.
+        unused = [(name, given) for name, given in (("init", bool(cfg.init)), ("strides", cfg.strides != "v1.5"))
+                  if given and name not in backend.default_options]
+        if unused:
+            raise DermcliError(f"--{unused[0][0]} does not apply to --model {cfg.model}")
+        if cfg.fp16_frozen and cfg.freeze == "none":
+            raise DermcliError("--fp16-frozen rounds the frozen layers, but --freeze none freezes nothing")
+        for f in fields(cfg):
+            if (option := f.name.replace("_", "-")) in RANGES:
+                check(option, getattr(cfg, f.name))
         return cfg
 
     def model_options(self) -> dict:

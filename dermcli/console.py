@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dermcli.errors import DermcliError
+from dermcli.io import ensure_writable_file
 
 console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -73,6 +74,8 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
     from dermcli.predict import DISCLAIMER
     from dermcli.predict import predict as run_predict
 
+    if out is not None:
+        ensure_writable_file(out, "--out", "predictions.csv")
     with progress_bars() as track:
         results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log)
     for p in results:

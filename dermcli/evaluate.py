@@ -6,30 +6,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermcli.data.dataset import load_dataset
+from dermcli.data.dataset import METADATA, load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, select
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
 from dermcli.labels import task_targets
 from dermcli.metrics import probabilities
+from dermcli.options import check
 
 PREDICTIONS = "predictions.csv"
 EVAL_INFO = "eval_info.json"
 
 
 def resolve_split_file(weights: Path, split_file: Path | None) -> Path:
+    """--split-file, else the run's split.csv: beside the weights (a run folder), or in the folder named
+    after the weights file (how shipped weights keep their run files: weights/NAME.pt, weights/NAME/split.csv)."""
     if split_file:
         return Path(split_file)
-    beside = Path(weights).parent / "split.csv"
-    if not beside.is_file():
-        raise DermcliError(f"no split.csv beside {weights}: pass --split-file, or --split all to evaluate every image of an external set")
-    return beside
+    weights = Path(weights)
+    for candidate in (weights.parent / "split.csv", weights.with_suffix("") / "split.csv"):
+        if candidate.is_file():
+            return candidate
+    raise DermcliError(f"no split.csv beside {weights} or in {weights.with_suffix('')}/: pass --split-file, "
+                       "or --split all to evaluate every image of an external set")
 
 
 def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_file: Path | None = None, images: Path | None = None,
              threshold: float | None = None, engine: str = "auto", batch_size: int = 64, track=None, log=lambda msg: None) -> Path:
     """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
+    check("threshold", threshold)
+    check("eval:batch-size", batch_size)
     out = ensure_writable_dir(Path(out))
     from dermcli.engine import load_runner
 
@@ -40,6 +47,8 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     if split != "all":
         source = resolve_split_file(Path(weights), split_file)
         table = select(table, load_split(source), split, str(source))
+        if table.empty:
+            raise DermcliError(f"{source}: the {split} split holds no images")
         run_dir = source.parent
     pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
     logits = runner.logits(pixels, batch_size, track)
@@ -47,6 +56,9 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     names = meta["class_names"]
     predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
                                 "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})
+    for column in METADATA:  # for the subgroup report
+        if column in table.columns:
+            predictions[column] = table[column]
     for k, name in enumerate(names):
         predictions[f"p_{name}"] = np.round(probs[:, k], 6)
     info = {

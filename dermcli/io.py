@@ -45,3 +45,12 @@ def ensure_writable_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK):
         raise DermcliError(f"output folder {path} is not writable")
     return path
+
+
+def ensure_writable_file(path: Path, option: str, example_name: str) -> Path:
+    """Check, before any long work, that `path` can become a file: not a folder, and its folder writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise DermcliError(f"{option} {path}: is a folder; give a file name, e.g. {path / example_name}")
+    ensure_writable_dir(path.parent)
+    return path

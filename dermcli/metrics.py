@@ -9,28 +9,76 @@ import numpy as np
 EPS = 1e-7
 
 
-def multiclass_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    from sklearn import metrics as skm
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts, rows true, columns predicted."""
+    return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
 
-    y_pred = probs.argmax(axis=1)
+
+def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix; 0 where undefined (sklearn's
+    zero_division=0)."""
+    tp, true, pred = np.diag(cm).astype(float), cm.sum(axis=1).astype(float), cm.sum(axis=0).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"precision": np.where(pred > 0, tp / pred, 0.0), "recall": np.where(true > 0, tp / true, 0.0),
+                "f1": np.where(true + pred > 0, 2 * tp / (true + pred), 0.0), "support": cm.sum(axis=1)}
+
+
+def multiclass_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    cm = confusion_matrix(y_true, probs.argmax(axis=1), probs.shape[1])
+    scores, present = per_class_scores(cm), cm.sum(axis=1) > 0
     return {
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=range(probs.shape[1]), zero_division=0)),
-        "weighted_f1": float(skm.f1_score(y_true, y_pred, average="weighted", labels=range(probs.shape[1]), zero_division=0)),
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "balanced_accuracy": float(scores["recall"][present].mean()),  # over the classes present, as sklearn
+        "macro_f1": float(scores["f1"].mean()),
+        "weighted_f1": float(np.average(scores["f1"], weights=scores["support"])),
         "macro_auc": macro_ovr_auc(y_true, probs),
         "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], EPS, 1)))),
     }
 
 
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC, ties counting half (equal to sklearn's roc_auc_score); NaN without both classes."""
+    from dermcli.bootstrap import weighted_auc
+
+    return float(weighted_auc(np.asarray(y_true), np.asarray(score), np.ones((1, len(score))))[0])
+
+
+def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Step-wise PR-AUC (equal to sklearn's average_precision_score); NaN without positives."""
+    from dermcli.bootstrap import weighted_average_precision
+
+    return float(weighted_average_precision(np.asarray(y_true), np.asarray(score), np.ones((1, len(score))))[0])
+
+
+def curve_counts(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold, from the highest score down (sklearn's
+    _binary_clf_curve), with a leading (0, 0)."""
+    order = np.argsort(-score, kind="stable")
+    y, s = np.asarray(y_true)[order], np.asarray(score)[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    return np.r_[0, tps], np.r_[0, last + 1 - tps]
+
+
+def roc_points(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
+    tps, fps = curve_counts(y_true, score)
+    return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
+
+
+def pr_points(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct threshold, highest threshold first."""
+    tps, fps = curve_counts(y_true, score)
+    tps, fps = tps[1:], fps[1:]
+    return tps / max(tps[-1], 1), tps / np.maximum(tps + fps, 1)
+
+
 def ovr_auc(y_true: np.ndarray, probs: np.ndarray) -> list[float | None]:
     """One-vs-rest ROC-AUC per class (None where the class is absent or alone), as MedMNIST computes it."""
-    from sklearn import metrics as skm
-
     out = []
     for k in range(probs.shape[1]):
         positives = y_true == k
-        out.append(float(skm.roc_auc_score(positives, probs[:, k])) if 0 < positives.sum() < len(y_true) else None)
+        out.append(roc_auc(positives.astype(int), probs[:, k]) if 0 < positives.sum() < len(y_true) else None)
     return out
 
 
@@ -42,8 +90,6 @@ def macro_ovr_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 def binary_summary(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """The binary card's table plus specificity, NPV, F1 and balanced accuracy at `threshold`."""
-    from sklearn import metrics as skm
-
     y_pred = (score >= threshold).astype(int)
     tp = int(((y_pred == 1) & (y_true == 1)).sum())
     tn = int(((y_pred == 0) & (y_true == 0)).sum())
@@ -55,8 +101,8 @@ def binary_summary(y_true: np.ndarray, score: np.ndarray, threshold: float) -> d
     p = np.clip(score, EPS, 1 - EPS)
     return {
         "accuracy": (tp + tn) / len(y_true),
-        "roc_auc": float(skm.roc_auc_score(y_true, score)) if both else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y_true, score)) if both else float("nan"),
+        "roc_auc": roc_auc(y_true, score) if both else float("nan"),
+        "pr_auc": average_precision(y_true, score) if both else float("nan"),
         "precision": precision,
         "recall": recall,
         "specificity": specificity,
@@ -134,3 +180,25 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
 def malignant_score(probs: np.ndarray, malignant_indices) -> np.ndarray:
     """Binary view of a multi-class model: p(mel) + p(bcc) + p(akiec). probs (N, 7) -> (N,)."""
     return probs[:, list(malignant_indices)].sum(axis=1)
+
+
+def auc_above_sensitivity(y_true: np.ndarray, score: np.ndarray, sensitivity: float = 0.80) -> float:
+    """ISIC's "AUC, Sens > 80%": the raw area under the ROC curve from the point where it first reaches
+    `sensitivity` (interpolated) to (1, 1), without McClish's correction, as the ISIC challenge scoring
+    computes it. 1 for a perfect ranking, about (1 - s^2) / 2 for a random one; NaN without both classes."""
+    if not 0 < y_true.sum() < len(y_true):
+        return float("nan")
+    fpr, tpr = roc_points(y_true, score)
+    i = int(np.searchsorted(tpr, sensitivity, side="left"))  # tpr[i - 1] < sensitivity <= tpr[i]
+    fpr_at = np.interp(sensitivity, tpr[i - 1:i + 1], fpr[i - 1:i + 1])
+    x, y = np.r_[fpr_at, fpr[i:]], np.r_[sensitivity, tpr[i:]]
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))  # trapezoids
+
+
+def ovr_auc_above_sensitivity(y_true: np.ndarray, probs: np.ndarray, sensitivity: float = 0.80) -> list[float | None]:
+    """auc_above_sensitivity of each class one-vs-rest (None where the class is absent or alone)."""
+    out = []
+    for k in range(probs.shape[1]):
+        positives = (y_true == k).astype(int)
+        out.append(auc_above_sensitivity(positives, probs[:, k], sensitivity) if 0 < positives.sum() < len(y_true) else None)
+    return out

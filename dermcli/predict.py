@@ -11,6 +11,7 @@ from dermcli.data.images import IMAGE_SUFFIXES, ImageError, load_rgb
 from dermcli.errors import DermcliError
 from dermcli.labels import MALIGNANT_INDICES
 from dermcli.metrics import malignant_score, probabilities
+from dermcli.options import check
 
 REPO_WEIGHTS = PROJECT_ROOT / "weights"
 SHIPPED = {"cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt", "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
@@ -84,6 +85,7 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
     """
     from dermcli.engine import load_runner
 
+    check("threshold", threshold)
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems

@@ -11,13 +11,16 @@ from dermcli.data.dataset import read_csv
 from dermcli.errors import DermcliError
 from dermcli.evaluate import EVAL_INFO, PREDICTIONS
 from dermcli.io import write_text
+from dermcli.subgroups import write_subgroups
 from dermcli.labels import MALIGNANT_INDICES
-from dermcli.metrics import (binary_summary, expected_calibration_error, malignant_score, multiclass_summary, operating_points,
-                             ovr_auc, probabilities)
+from dermcli.metrics import (auc_above_sensitivity, binary_summary, expected_calibration_error, malignant_score, multiclass_summary,
+                             operating_points, ovr_auc, ovr_auc_above_sensitivity, per_class_scores, probabilities)
 
 BINARY_ROWS = [("Accuracy", "accuracy"), ("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("Precision", "precision"), ("Recall", "recall"),
-               ("Loss", "loss"), ("Specificity", "specificity"), ("NPV", "npv"), ("F1", "f1"), ("Balanced accuracy", "balanced_accuracy")]
-MULTICLASS_ROWS = [("Accuracy", "accuracy"), ("Balanced accuracy", "balanced_accuracy"), ("Macro F1", "macro_f1"),
+               ("Loss", "loss"), ("Specificity", "specificity"), ("NPV", "npv"), ("F1", "f1"), ("Balanced accuracy", "balanced_accuracy"),
+               ("AUC above 80% sensitivity (ISIC)", "auc_above_80")]
+# ISIC 2018 Task 3 ranks by "balanced multiclass accuracy": the mean recall over the seven classes, i.e. balanced accuracy.
+MULTICLASS_ROWS = [("Accuracy", "accuracy"), ("Balanced multiclass accuracy (ISIC)", "balanced_accuracy"), ("Macro F1", "macro_f1"),
                    ("Weighted F1", "weighted_f1"), ("Macro ROC-AUC (one-vs-rest)", "macro_auc"), ("Loss", "loss")]
 
 
@@ -44,17 +47,28 @@ def untempered(probs: np.ndarray, temperature: float) -> np.ndarray:
                          else (np.log(np.clip(probs[:, 1], 1e-12, 1)) - np.log(np.clip(probs[:, 0], 1e-12, 1))) * temperature)
 
 
-def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+def decisions(info: dict, predictions: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Arrays of an eval: y and y_pred (task classes), probs, y_mal and score (malignant view), and
+    malignant_pred (the malignant call at the model's threshold)."""
     names = info["class_names"]
     y = predictions["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
     if np.isnan(y.astype(float)).any():
         raise DermcliError(f"{PREDICTIONS}: a label is not one of {', '.join(names)}")
+    y = y.astype(int)
     probs = predictions[[f"p_{c}" for c in names]].astype(float).to_numpy()
     multiclass = info["task"] == "multiclass"
-    y_mal = np.isin(y, MALIGNANT_INDICES).astype(int) if multiclass else y
     score = malignant_score(probs, MALIGNANT_INDICES) if multiclass else probs[:, 1]
-    y_pred = probs.argmax(axis=1) if multiclass else (score >= info["threshold"]).astype(int)
-    binary = binary_summary(y_mal, score, info["threshold"])
+    malignant_pred = (score >= info["threshold"]).astype(int)
+    return {"y": y, "probs": probs, "y_mal": np.isin(y, MALIGNANT_INDICES).astype(int) if multiclass else y, "score": score,
+            "malignant_pred": malignant_pred, "y_pred": probs.argmax(axis=1) if multiclass else malignant_pred}
+
+
+def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+    names = info["class_names"]
+    d = decisions(info, predictions)
+    y, probs, y_mal, score, y_pred = d["y"], d["probs"], d["y_mal"], d["score"], d["y_pred"]
+    multiclass = info["task"] == "multiclass"
+    binary = {**binary_summary(y_mal, score, info["threshold"]), "auc_above_80": auc_above_sensitivity(y_mal, score, 0.80)}
     result = {"info": {k: v for k, v in info.items() if k != "config"}, "binary": binary,
               "operating_points": operating_points(y_mal, score),
               "calibration": {"bins": 15, "ece_before": expected_calibration_error(y, untempered(probs, info["temperature"])),
@@ -62,6 +76,7 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     if multiclass:
         result["multiclass"] = multiclass_summary(y, probs)
         result["per_class_auc"] = dict(zip(names, ovr_auc(y, probs)))
+        result["per_class_auc_above_80"] = dict(zip(names, ovr_auc_above_sensitivity(y, probs, 0.80)))
     w = bootstrap.group_weights(predictions["lesion_id"].to_numpy(), resamples, seed)
     scores = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, y_pred, len(names), w))
     scores["roc_auc"] = bootstrap.weighted_auc(y_mal, score, w)
@@ -72,7 +87,7 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     result["intervals"] = {k: bootstrap.interval(v) for k, v in scores.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
     result["confusion"] = np.bincount(y * len(names) + y_pred, minlength=len(names) ** 2).reshape(len(names), -1).tolist()
-    result["y_pred"], result["y"], result["score"], result["y_mal"] = y_pred, y, score, y_mal
+    result["y_pred"], result["y"], result["score"], result["y_mal"], result["decisions"] = y_pred, y, score, y_mal, d
     return result
 
 
@@ -87,6 +102,8 @@ def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
     if "multiclass" in r:
         tables["7-class"] = [(label, fmt(r["multiclass"][key], ci.get(key))) for label, key in MULTICLASS_ROWS]
         tables["7-class"] += [(f"ROC-AUC {c}", "n/a" if a is None else fmt(a)) for c, a in r["per_class_auc"].items()]
+        tables["7-class"] += [(f"AUC above 80% sensitivity {c} (ISIC)", "n/a" if a is None else fmt(a))
+                              for c, a in r["per_class_auc_above_80"].items()]
     title = "Malignant vs benign" + (" (p(mel)+p(bcc)+p(akiec))" if "multiclass" in r else "")
     # A 7-class model's intervals for accuracy etc. are of its 7-class figures; only the AUCs are of the binary view.
     shared = ("roc_auc", "pr_auc") if "multiclass" in r else tuple(ci)
@@ -96,25 +113,36 @@ def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
 
 
 def classification_report_text(r: dict, names: list[str]) -> str:
-    from sklearn.metrics import classification_report
-
     ci = r["intervals"]
     head = r.get("multiclass", r["binary"])
+    cm = np.array(r["confusion"])
+    f1 = per_class_scores(cm)["f1"]
     lines = [f"Accuracy: {fmt(head['accuracy'], ci['accuracy'])}",
-             f"Balanced accuracy: {fmt(head['balanced_accuracy'], ci['balanced_accuracy'])}",
-             f"Macro F1: {fmt(_f1(r, 'macro'), ci['macro_f1'])}", f"Weighted F1: {fmt(_f1(r, 'weighted'))}", "",
-             classification_report(r["y"], r["y_pred"], labels=range(len(names)), target_names=names, digits=4, zero_division=0),
-             "Confusion matrix (rows: true, columns: predicted)"]
+             f"Balanced {'multiclass ' if 'multiclass' in r else ''}accuracy: {fmt(head['balanced_accuracy'], ci['balanced_accuracy'])}",
+             f"Macro F1: {fmt(f1.mean(), ci['macro_f1'])}", f"Weighted F1: {fmt(np.average(f1, weights=cm.sum(axis=1)))}", "",
+             sklearn_style_report(cm, names), "Confusion matrix (rows: true, columns: predicted)"]
     width = max(len(n) for n in names) + 2
     lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
     lines += [f"{n:<{width}}" + "".join(f"{v:>{width}}" for v in row) for n, row in zip(names, r["confusion"])]
     return "\n".join(lines) + "\n"
 
 
-def _f1(r: dict, average: str) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(r["y"], r["y_pred"], average=average, labels=range(len(r["confusion"])), zero_division=0))
+def sklearn_style_report(cm: np.ndarray, names: list[str], digits: int = 4) -> str:
+    """sklearn's classification_report text (zero_division=0) from a confusion matrix, character for
+    character (a test holds the two side by side), without importing sklearn's 0.8 s."""
+    scores = per_class_scores(cm)
+    width = max(max(len(n) for n in names), len("weighted avg"), digits)
+    row = "{:>{width}s} " + " {:>9.{digits}f}" * 3 + " {:>9}\n"
+    text = ("{:>{width}s} " + " {:>9}" * 4).format("", "precision", "recall", "f1-score", "support", width=width) + "\n\n"
+    for k, name in enumerate(names):
+        text += row.format(name, scores["precision"][k], scores["recall"][k], scores["f1"][k], int(scores["support"][k]), width=width, digits=digits)
+    total = int(cm.sum())
+    text += "\n" + ("{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f} {:>9}\n").format(
+        "accuracy", "", "", np.trace(cm) / total, total, width=width, digits=digits)
+    weights = scores["support"] / max(total, 1)
+    for label, average in (("macro avg", lambda v: v.mean()), ("weighted avg", lambda v: (v * weights).sum())):
+        text += row.format(label, *(average(scores[k]) for k in ("precision", "recall", "f1")), total, width=width, digits=digits)
+    return text
 
 
 def markdown(r: dict, info: dict) -> str:
@@ -143,11 +171,12 @@ def write_reports(folder: Path, plots: bool = True) -> dict:
     r["classification_report"] = classification_report_text(r, info["class_names"])
     write_text(folder / "classification_report.txt", r["classification_report"])
     write_text(folder / "metrics.md", markdown(r, info))
-    public = {k: v for k, v in r.items() if k not in ("y_pred", "y", "score", "y_mal", "classification_report")}
+    public = {k: v for k, v in r.items() if k not in ("y_pred", "y", "score", "y_mal", "decisions", "classification_report")}
     write_text(folder / "metrics.json", json.dumps(public, indent=2, default=float) + "\n")
+    r["subgroups"] = write_subgroups(folder, info, predictions, r["decisions"], r["binary"]["roc_auc"], plots)
     if plots:
         from dermcli.plots import write_plots
 
-        r["plots"] = write_plots(folder, info, r, probs=predictions[[f"p_{c}" for c in info["class_names"]]].astype(float).to_numpy())
+        r["plots"] = write_plots(folder, info, r, probs=r["decisions"]["probs"])
     r["tables"] = table_rows(r)
     return r

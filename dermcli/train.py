@@ -140,7 +140,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     state = None
     if resume:
         state = read_checkpoint(Path(cfg.out) / "last.pt")
-        cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs else {})})
+        cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs is not None else {})})
     cfg = cfg.resolved()
     out = prepare_run(cfg, resume, overwrite)
     torch.manual_seed(cfg.seed)
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     y_train_t = torch.from_numpy(y_train)
     loss_fn = loss_function(cfg, y_train)
-    epoch = start_epoch - 1
+    epoch, calibrating = start_epoch - 1, False
     try:
         for epoch in track(range(start_epoch, cfg.epochs + 1), "epochs", cfg.epochs - start_epoch + 1) if track else range(start_epoch, cfg.epochs + 1):
             if stopping["bad_epochs"] >= cfg.patience:
@@ -220,10 +220,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                               **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
+        calibrating = True
+        return calibrate(out / "best.pt", cfg, val_in, y_val, log)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted in epoch {epoch}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None
-
-    return calibrate(out / "best.pt", cfg, val_in, y_val, log)
+        where = "while calibrating" if calibrating else f"in epoch {epoch}"
+        raise Interrupted(f"interrupted {where}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None
 
 
 def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log) -> Path:

@@ -24,6 +24,8 @@ for name in cnn_ham10000_7class resnet50_ham10000_binary; do
     --out "weights/$name/eval" --engine torch
   dermcli report "weights/$name/eval" --card
 done
+# The README's paired comparison of the two (same test split: both runs use split seed 42).
+dermcli compare weights/cnn_ham10000_7class/eval weights/resnet50_ham10000_binary/eval --out weights/compare
 dermcli predict examples/ --model cnn --out examples/predictions_cnn.csv --engine torch
 dermcli predict examples/ --model resnet50 --out examples/predictions_resnet50.csv --engine torch
 # The README's results table:

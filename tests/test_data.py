@@ -93,3 +93,14 @@ def test_labels_json_is_the_order_the_code_uses():
 
     labels = json.loads((REPO / "labels.json").read_text())
     assert tuple(labels["classes"]) == CLASSES and tuple(labels["malignant"]) == MALIGNANT
+
+
+def test_isic_metadata_beside_the_ground_truth_gives_lesions_and_subgroup_columns(tmp_path):
+    csv = make_isic(tmp_path, [("ISIC_1", "mel"), ("ISIC_2", "nv"), ("ISIC_3", "vasc")])
+    pd.DataFrame({"image": ["ISIC_1", "ISIC_2", "ISIC_3"], "age_approx": ["55", "", "70"], "anatom_site_general": ["head/neck", "torso", ""],
+                  "lesion_id": ["IL_1", "IL_1", ""], "sex": ["male", "male", "female"]}).to_csv(
+        tmp_path / "ISIC_2019_Training_Metadata.csv", index=False)
+    table = load_dataset(csv).set_index("image_id")
+    assert table.loc["ISIC_1", "lesion_id"] == table.loc["ISIC_2", "lesion_id"] == "IL_1"
+    assert table.loc["ISIC_3", "lesion_id"] == "ISIC_3"  # no lesion id: its own group
+    assert table.loc["ISIC_1", "age"] == "55" and table.loc["ISIC_2", "localization"] == "torso" and table.loc["ISIC_3", "sex"] == "female"

@@ -104,3 +104,35 @@ def test_auc_intervals_are_undefined_without_both_classes():
     assert np.isnan(bootstrap.weighted_auc(y, score, w)).all()
     assert np.isnan(bootstrap.weighted_average_precision(y, score, w)).all()
     assert np.isnan(bootstrap.interval(bootstrap.weighted_auc(y, score, w))).all()
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # planted on purpose
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_report_metrics_without_sklearn_equal_sklearns(seed):
+    from sklearn import metrics as skm
+
+    from dermcli.labels import CLASSES
+    from dermcli.metrics import average_precision, confusion_matrix, pr_points, roc_auc, roc_points
+    from dermcli.report import sklearn_style_report
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice([0, 1, 2, 4, 5, 6], 400, p=[0.05, 0.1, 0.15, 0.1, 0.5, 0.1])  # df (3) never occurs
+    probs = rng.dirichlet(np.ones(7), 400)
+    probs[np.arange(400), y] += rng.random(400)
+    probs[:, 6] *= 0.01  # vasc is never predicted
+    probs /= probs.sum(axis=1, keepdims=True)
+    pred = probs.argmax(axis=1)
+    ours = multiclass_summary(y, probs)
+    assert ours["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert ours["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=range(7), zero_division=0))
+    assert ours["weighted_f1"] == pytest.approx(f1_score(y, pred, average="weighted", labels=range(7), zero_division=0))
+    assert sklearn_style_report(confusion_matrix(y, pred, 7), list(CLASSES)) == classification_report(
+        y, pred, labels=range(7), target_names=CLASSES, digits=4, zero_division=0)
+    binary, score = (y == 4).astype(int), np.round(probs[:, 4], 2)  # rounded: ties
+    assert roc_auc(binary, score) == pytest.approx(roc_auc_score(binary, score))
+    assert average_precision(binary, score) == pytest.approx(skm.average_precision_score(binary, score))
+    fpr, tpr, _ = skm.roc_curve(binary, score, drop_intermediate=False)
+    assert np.allclose(roc_points(binary, score), (fpr, tpr))
+    precision, recall, _ = skm.precision_recall_curve(binary, score)
+    ours_recall, ours_precision = pr_points(binary, score)
+    assert np.allclose(ours_recall, recall[:-1][::-1]) and np.allclose(ours_precision, precision[:-1][::-1])

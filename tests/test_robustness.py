@@ -75,14 +75,20 @@ def test_fuzzed_files_never_raise(tmp_path):
 def test_interrupted_training_keeps_last_epoch_and_resumes(tmp_path, sig):
     data = make_ham(tmp_path / "ham", lesions_per_class=6, images_per_lesion=2)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dermcli", "train", "--data", str(data), "--out", str(run), "--epochs", "500", "--batch-size", "8"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "dermcli", "train", "--data", str(data), "--out", str(run), "--epochs", "100000", "--patience", "100000", "--batch-size", "8"]  # still running when the signal comes
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit that
+    # (CI may run us so): give the child the default handler, as a terminal's Ctrl-C would find it.
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (run / "last.pt").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     time.sleep(0.5)
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
     epoch = read_checkpoint(run / "last.pt")["training_state"]["epoch"]
     assert epoch >= 1 and "Traceback" not in stderr
     if sig == signal.SIGINT:

@@ -13,6 +13,10 @@ import pandas as pd
 from dermcli.errors import DermcliError
 
 COLUMNS = ["image_id", "lesion_id", "dx", "path"]
+# Per-image metadata kept when a data set has it (HAM10000's own columns), for subgroup reports.
+METADATA = ["sex", "age", "localization", "dx_type"]
+# ISIC's names for the same columns.
+METADATA_ALIASES = {"age_approx": "age", "anatom_site_general": "localization", "anatom_site_general_challenge": "localization"}
 
 
 def detect_format(path: Path) -> str:
@@ -52,7 +56,7 @@ def load_dataset(path: Path, images: Path | None = None) -> pd.DataFrame:
         table = folders.load(path)
     if table.empty:
         raise DermcliError(f"{path}: the data set lists no images")
-    return table[COLUMNS].reset_index(drop=True)
+    return table[COLUMNS + [c for c in METADATA if c in table.columns]].reset_index(drop=True)
 
 
 def index_images(root: Path) -> dict[str, Path]:

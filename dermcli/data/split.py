@@ -13,30 +13,52 @@ SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["image_id", "lesion_id", "label", "split"]
 
 
-def make_split(table: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 42) -> pd.DataFrame:
-    """Assign whole lesions to splits so each class's images divide close to `fractions`.
+def assign_lesions(table: pd.DataFrame, fractions, seed: int) -> dict[str, int]:
+    """Lesion id -> index into `fractions`, so each class's images divide close to `fractions`.
 
-    Per class, lesions are shuffled (seeded) and each goes to the split furthest below its image
-    target, which keeps image-level class ratios within about a point even for multi-image lesions.
-    Returns a table with columns image_id, lesion_id, label, split.
+    Per class, lesions are shuffled (seeded) and each goes to the part furthest below its image target,
+    which keeps image-level class ratios within about a point even for multi-image lesions.
     """
     rng = np.random.default_rng(seed)
     lesions = table.groupby("lesion_id", sort=True).agg(label=("dx", "first"), n=("dx", "size"))
-    assignment: dict[str, str] = {}
+    assignment: dict[str, int] = {}
     for label in sorted(lesions["label"].unique()):
         group = lesions[lesions["label"] == label]
         order = rng.permutation(len(group))
         targets = np.asarray(fractions) * group["n"].sum()
-        filled = np.zeros(len(SPLITS))
+        filled = np.zeros(len(fractions))
         for lesion_id, n in zip(group.index[order], group["n"].to_numpy()[order]):
             k = int(np.argmax(targets - filled))
             filled[k] += n
-            assignment[lesion_id] = SPLITS[k]
+            assignment[lesion_id] = k
+    return assignment
+
+
+def make_split(table: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 42) -> pd.DataFrame:
+    """Assign whole lesions to train/val/test, class-stratified (`assign_lesions`).
+    Returns a table with columns image_id, lesion_id, label, split."""
+    assignment = {lesion: SPLITS[k] for lesion, k in assign_lesions(table, fractions, seed).items()}
     split = pd.DataFrame(
         {"image_id": table["image_id"], "lesion_id": table["lesion_id"], "label": table["dx"], "split": table["lesion_id"].map(assignment)}
     )
     check_no_leakage(split)
     return split
+
+
+def fold_splits(table: pd.DataFrame, folds: int, seed: int = 42) -> list[pd.DataFrame]:
+    """K splits for cross-validation: the test split stays exactly make_split's; the other lesions are cut into
+    `folds` lesion-level, class-stratified folds, and split k validates on fold k and trains on the rest."""
+    plain = make_split(table, seed=seed)
+    rest = plain["split"] != "test"
+    fold_of = assign_lesions(table[rest.to_numpy()], (1 / folds,) * folds, seed + 1)
+    fold = plain["lesion_id"].map(fold_of)
+    splits = []
+    for k in range(folds):
+        split = plain.copy()
+        split.loc[rest, "split"] = np.where(fold[rest] == k, "val", "train")
+        check_no_leakage(split)
+        splits.append(split)
+    return splits
 
 
 def check_no_leakage(split: pd.DataFrame, source: str = "split") -> None:
