@@ -40,6 +40,9 @@ def model_card(folder: Path) -> Path:
              f"dermoscopy classifier trained with dermcli. Weights: `{info['weights']}`. Every figure below was computed by "
              f"`dermcli eval` on the **{info['split']}** split ({info['images']} images) and rendered by `dermcli report --card`.", "",
              "## Architecture", "", backend.description, ""]
+    if info.get("members"):
+        lines += ["Members (each with its own validation metrics):", ""] + [
+            f"- `{m['weights']}` ({m['backend']}): " + ", ".join(f"{k} {v:.3f}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
     if config:
         lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items() if v not in ("", None)])
         lines += ["", f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "

@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 def train(
     data: Annotated[Optional[Path], typer.Option(help="HAM10000 folder, ISIC ground-truth CSV or class-folder tree.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, split.csv, history.csv, config.json.")] = None,
-    model: Annotated[str, typer.Option(help="Backend: cnn (28x28, 7-class) or resnet50 (224, binary).")] = "cnn",
+    model: Annotated[str, typer.Option(help="cnn (28x28, 7-class), resnet50 (the binary card's), any torchvision classification model by name, or timm/NAME; see `dermcli models`.")] = "cnn",
     task: Annotated[str, typer.Option(help="multiclass or binary; empty = the backend's default.")] = "",
     epochs: Annotated[Optional[int], ranged("epochs", "Maximum number of epochs (default 30; with --resume, a new total).")] = None,
     batch_size: Annotated[int, ranged("batch-size", "Images per training step.")] = 64,
@@ -40,12 +40,14 @@ def train(
     seed: Annotated[int, ranged("seed", "Seed for initialisation, shuffling and augmentation.")] = 42,
     split_seed: Annotated[int, ranged("split-seed", "Seed of the lesion-level 70/15/15 split.")] = 42,
     split_file: Annotated[Optional[Path], typer.Option(help="Reuse this split.csv instead of making one.")] = None,
-    freeze: Annotated[str, typer.Option(help="resnet50: none, layer3 (layer4 + head train) or backbone (head only).")] = "none",
+    freeze: Annotated[str, typer.Option(help="none, backbone (head only, on cached features), or for resnet50 layer3 (layer4 + head train).")] = "none",
     fp16_frozen: Annotated[bool, typer.Option(help="Round the frozen layers to fp16 before training, so an fp16 copy loses nothing there.")] = False,
-    pretrained: Annotated[bool, typer.Option(help="resnet50: start from torchvision's ImageNet weights.")] = True,
-    init: Annotated[Optional[Path], typer.Option(help="resnet50: start from a (partial) torchvision-format state dict.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from the model's ImageNet weights (torchvision's weights API, or timm).")] = True,
+    init: Annotated[Optional[Path], typer.Option(help="Start from a (partial) state dict in the model's own key names (torchvision's or timm's).")] = None,
     preprocessing: Annotated[str, typer.Option(help="unit, imagenet or caffe; empty = the backend's default.")] = "",
     strides: Annotated[str, typer.Option(help="resnet50: v1.5 (torchvision) or v1 (Caffe/Keras) stride placement.")] = "v1.5",
+    head: Annotated[str, typer.Option(help="linear or card (the binary card's BN-dropout-512-256 head); empty = the model's default.")] = "",
+    input_size: Annotated[Optional[int], ranged("input-size", "Square input size in pixels (default: the model's own, its weights').")] = None,
     target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
     folds: Annotated[Optional[int], ranged("folds", "Cross-validate: train one model per lesion-level fold of the non-test images into OUT/fold_K (test split untouched).")] = None,
@@ -61,7 +63,7 @@ def train(
     cfg = TrainConfig(data=str(data or ""), out=str(resume or out), model=model, task=task, epochs=30 if epochs is None else epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing, ema=ema,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
-                      freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides,
+                      freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides, head=head, input_size=input_size or 0,
                       target_sensitivity=target_sensitivity, deterministic=deterministic)
     from dermcli.crossval import is_cv_run, train_folds
 
@@ -87,6 +89,7 @@ def evaluate(
     threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's val-tuned decision threshold.")] = None,
     batch_size: Annotated[int, ranged("eval:batch-size", "Images per forward pass.")] = 64,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
     from dermcli.evaluate import evaluate as run_eval
@@ -95,7 +98,7 @@ def evaluate(
     if split not in ("train", "val", "test", "all"):
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
-        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log)
+        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta)
     show_report(write_reports(folder), folder)
 
 
@@ -127,6 +130,48 @@ def compare(
     result = write_compare(folders, out)
     console.print(Markdown(result["markdown"]))
     console.print(f"written to {out}")
+
+
+@app.command()
+def models(
+    match: Annotated[Optional[str], typer.Argument(help="Show only models whose name contains this text.")] = None,
+    timm: Annotated[bool, typer.Option("--timm", help="Also list timm's pretrained models (needs timm installed).")] = False,
+):
+    """List the models `--model` accepts: parameters, default input size, pretrained weights cached here."""
+    from rich.table import Table
+
+    from dermcli.models.torchvision_zoo import catalogue
+
+    rows = [{"model": "cnn", "parameters": 580_000, "input_size": 28, "cached": None},
+            {"model": "resnet50", "parameters": 24_690_000, "input_size": 224, "cached": None}] + catalogue()
+    if timm:
+        from dermcli.models.timm_zoo import catalogue as timm_catalogue
+
+        rows += timm_catalogue()
+    table = Table("model", "parameters", "input", "weights cached here")
+    for r in rows:
+        if match is None or match in r["model"]:
+            table.add_row(r["model"], f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "—", str(r["input_size"] or "—"),
+                          {True: "yes", False: "no", None: "—"}[r["cached"]])
+    console.print(table)
+    console.print("cnn and resnet50 are the model cards' (resnet50: torchvision's ResNet50 with the binary card's head; "
+                  "--head linear for torchvision's own). torchvision's parameter counts include ImageNet's 1000-class head, "
+                  "which dermcli replaces; timm's are known once built.")
+
+
+@app.command()
+def ensemble(
+    weights: Annotated[list[Path], typer.Argument(help="Checkpoints of one task, class list, input size and split.")],
+    data: Annotated[Path, typer.Option(help="The data set of their shared split (its validation images fit the ensemble's calibration).")],
+    out: Annotated[Path, typer.Option(help="The ensemble checkpoint to write (its split goes to OUT-without-suffix/split.csv).")],
+    target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
+):
+    """Average several checkpoints into one, calibrated on their shared validation split."""
+    from dermcli.ensemble import make_ensemble
+
+    with progress_bars() as track:
+        path = make_ensemble(weights, data, out, target_sensitivity, track, log)
+    console.print(f"ensemble checkpoint: {path}")
 
 
 @app.command()
@@ -173,9 +218,10 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
-    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine):
+    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta):
         raise typer.Exit(code)
 
 

@@ -35,15 +35,20 @@ class TrainConfig:
     init: str = ""
     preprocessing: str = ""  # "" = the backend's default
     strides: str = "v1.5"
+    head: str = ""  # "" = the backend's default (card for resnet50, linear for named backbones)
+    input_size: int = 0  # 0 = the backend's default (its weights' own)
     target_sensitivity: float = 0.90
     deterministic: bool = False
 
     def resolved(self) -> "TrainConfig":
         """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
         from dermcli.models import PREPROCESSING, get_backend
+        from dermcli.models.common import HEADS
         from dermcli.models.resnet50 import STRIDES
 
         backend = get_backend(self.model)
+        if not backend.trainable:
+            raise DermcliError(f"--model {self.model} is not trained: make one with `dermcli {self.model} A.pt B.pt …`")
         cfg = TrainConfig(**asdict(self))
         cfg.task = cfg.task or backend.default_task
         cfg.preprocessing = cfg.preprocessing or backend.default_preprocessing
@@ -56,24 +61,29 @@ class TrainConfig:
         checks = [("augment", cfg.augment, AUGMENTATIONS),
             ("task", cfg.task, TASKS), ("scheduler", cfg.scheduler, SCHEDULERS), ("class-weights", cfg.class_weights, CLASS_WEIGHTS),
             ("freeze", cfg.freeze, backend.freeze_choices), ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
+            ("head", cfg.head, ("",) + HEADS if not cfg.head else HEADS),
         ]
         for name, value, allowed in checks:
             if value not in allowed:
                 raise DermcliError(f"--{name} {value!r} is not one of {', '.join(allowed)} (for --model {cfg.model})")
         # Options a backend does not use would be ignored: refuse them rather than let them look effective.
-        unused = [(name, given) for name, given in (("init", bool(cfg.init)), ("strides", cfg.strides != "v1.5"))
-                  if given and name not in backend.default_options]
+        given = {"init": bool(cfg.init), "strides": cfg.strides != "v1.5", "head": bool(cfg.head),
+                 "input_size": cfg.input_size not in (0, backend.input_size)}
+        unused = [name for name, is_given in given.items() if is_given and name not in backend.default_options]
         if unused:
-            raise DermcliError(f"--{unused[0][0]} does not apply to --model {cfg.model}")
+            raise DermcliError(f"--{unused[0].replace('_', '-')} does not apply to --model {cfg.model}")
+        cfg.head = cfg.head or backend.default_options.get("head", "")
+        cfg.input_size = cfg.input_size or backend.input_size
         if cfg.fp16_frozen and cfg.freeze == "none":
             raise DermcliError("--fp16-frozen rounds the frozen layers, but --freeze none freezes nothing")
         for f in fields(cfg):
-            if (option := f.name.replace("_", "-")) in RANGES:
+            if (option := f.name.replace("_", "-")) in RANGES and not (option == "input-size" and cfg.input_size == 0):
                 check(option, getattr(cfg, f.name))
         return cfg
 
     def model_options(self) -> dict:
-        return {"strides": self.strides, "freeze": self.freeze, "pretrained": self.pretrained, "init": self.init or None}
+        return {"strides": self.strides, "freeze": self.freeze, "pretrained": self.pretrained, "init": self.init or None,
+                "head": self.head, "input_size": self.input_size}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

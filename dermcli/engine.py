@@ -23,6 +23,7 @@ from dermcli.io import atomic_path, write_text
 from dermcli.preprocess import normalize
 
 ENGINES = ("auto", "onnx", "torch")
+TTA = ("none", "flips", "dihedral")  # test-time augmentation: 1, 4 or 8 views averaged
 TOLERANCE = 1e-4  # max abs difference of probabilities between the engines
 
 
@@ -187,3 +188,29 @@ def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None):
             raise DermcliError(f"cannot run {weights} with ONNX Runtime ({type(e).__name__}: {e})") from None
         log(f"ONNX export failed ({type(e).__name__}); using PyTorch")
         return TorchRunner.load(weights)
+
+
+def check_tta(tta: str | None) -> None:
+    if tta is not None and tta not in TTA:
+        raise DermcliError(f"--tta {tta!r} is not one of {', '.join(TTA)}")
+
+
+def tta_views(images: np.ndarray, tta: str) -> list[np.ndarray]:
+    """The views of uint8 (N, S, S, 3) images that --tta averages: itself; with flips, also mirrored left-right,
+    up-down and both; with dihedral, all 8 symmetries of the square (4 turns, each also mirrored)."""
+    check_tta(tta)
+    if tta == "none":
+        return [images]
+    if tta == "flips":
+        return [images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1]]
+    turns = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    return turns + [t[:, :, ::-1] for t in turns]
+
+
+def predict_probabilities(runner, images: np.ndarray, tta: str = "none", batch_size: int = 32, track=None) -> np.ndarray:
+    """Calibrated class probabilities (the checkpoint's temperature), averaged over the --tta views."""
+    from dermcli.metrics import probabilities
+
+    views = tta_views(images, tta)
+    return np.mean([probabilities(runner.logits(np.ascontiguousarray(v), batch_size, track), runner.meta["temperature"])
+                    for v in views], axis=0)

@@ -12,7 +12,6 @@ from dermcli.data.split import load_split, select
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
 from dermcli.labels import task_targets
-from dermcli.metrics import probabilities
 from dermcli.options import check
 
 PREDICTIONS = "predictions.csv"
@@ -33,12 +32,15 @@ def resolve_split_file(weights: Path, split_file: Path | None) -> Path:
 
 
 def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_file: Path | None = None, images: Path | None = None,
-             threshold: float | None = None, engine: str = "auto", batch_size: int = 64, track=None, log=lambda msg: None) -> Path:
+             threshold: float | None = None, engine: str = "auto", batch_size: int = 64, track=None, log=lambda msg: None,
+             tta: str | None = None) -> Path:
     """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
     check("threshold", threshold)
     check("eval:batch-size", batch_size)
     out = ensure_writable_dir(Path(out))
-    from dermcli.engine import load_runner
+    from dermcli.engine import check_tta, load_runner, predict_probabilities
+
+    check_tta(tta)
 
     runner = load_runner(Path(weights), engine, log)
     meta = runner.meta
@@ -51,8 +53,8 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
             raise DermcliError(f"{source}: the {split} split holds no images")
         run_dir = source.parent
     pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
-    logits = runner.logits(pixels, batch_size, track)
-    probs = probabilities(logits, meta["temperature"])
+    tta = tta or meta.get("tta", "none")
+    probs = predict_probabilities(runner, pixels, tta, batch_size, track)
     names = meta["class_names"]
     predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
                                 "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})
@@ -64,8 +66,9 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     info = {
         "model": meta["backend"], "task": meta["task"], "class_names": names,
         "threshold": meta["threshold"] if threshold is None else threshold, "threshold_source": "validation" if threshold is None else "--threshold",
-        "temperature": meta["temperature"], "weights": str(weights), "run_dir": str(run_dir), "data": str(data), "split": split,
+        "temperature": meta["temperature"], "tta": tta, "weights": str(weights), "run_dir": str(run_dir), "data": str(data), "split": split,
         "images": len(predictions), "val_metrics": meta.get("val_metrics", {}), "config": meta.get("config", {}),
+        **({"members": meta["members"]} if "members" in meta else {}),
     }
     write_text(out / PREDICTIONS, predictions.to_csv(index=False))
     write_text(out / EVAL_INFO, json.dumps(info, indent=2) + "\n")

@@ -48,6 +48,7 @@ RANGES: dict[str, Range] = {
     "split-seed": Range(0, SEED_MAX),
     "target-sensitivity": Range(0, 1, low_open=True, high_open=True),
     "folds": Range(2, 100),
+    "input-size": Range(16, 1024),
     # eval, predict; a key "command:option" is the range of that command's own --option
     "eval:batch-size": Range(1, 65_536),
     "threshold": Range(0, 1),  # on a probability; 0 calls every image malignant, 1 only certain ones

@@ -10,7 +10,7 @@ from dermcli import PROJECT_ROOT
 from dermcli.data.images import IMAGE_SUFFIXES, ImageError, load_rgb
 from dermcli.errors import DermcliError
 from dermcli.labels import MALIGNANT_INDICES
-from dermcli.metrics import malignant_score, probabilities
+from dermcli.metrics import malignant_score
 from dermcli.options import check
 
 REPO_WEIGHTS = PROJECT_ROOT / "weights"
@@ -77,15 +77,17 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
 
 
 def predict(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
-            engine: str = "auto", batch_size: int = 32, track=None, log=lambda msg: None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+            engine: str = "auto", batch_size: int = 32, track=None, log=lambda msg: None,
+            tta: str | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
     Without `weights`, the shipped weights of `model` (default cnn) are used; with both, weights of
     another backend are refused. `threshold` overrides the checkpoint's validation-tuned threshold.
     """
-    from dermcli.engine import load_runner
+    from dermcli.engine import check_tta, load_runner, predict_probabilities
 
     check("threshold", threshold)
+    check_tta(tta)
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
@@ -103,6 +105,5 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
             problems.append((str(path), str(e).removeprefix(f"{path}: ")))
     if not good:
         return [], problems
-    logits = runner.logits(np.stack(pixels), batch_size)
-    probs = probabilities(logits, meta["temperature"])
+    probs = predict_probabilities(runner, np.stack(pixels), tta or meta.get("tta", "none"), batch_size)
     return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold), problems

@@ -10,7 +10,8 @@ CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 def normalize(images: np.ndarray, preprocessing: str) -> np.ndarray:
     """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W) as the weights expect.
 
-    unit: [0, 1]; imagenet: ImageNet mean/std on [0, 1] RGB; caffe: BGR minus the Caffe means, 0..255.
+    unit: [0, 1]; imagenet: ImageNet mean/std on [0, 1] RGB; caffe: BGR minus the Caffe means, 0..255;
+    inception: [-1, 1] (mean 0.5, std 0.5, as Inception, EfficientNet-V2-L and TF EfficientNets).
     """
     x = images.astype(np.float32)
     if preprocessing == "unit":
@@ -19,6 +20,8 @@ def normalize(images: np.ndarray, preprocessing: str) -> np.ndarray:
         x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     elif preprocessing == "caffe":
         x = x[..., ::-1] - CAFFE_MEAN_BGR
+    elif preprocessing == "inception":
+        x = x / 127.5 - 1.0
     else:
         raise ValueError(f"unknown preprocessing {preprocessing!r}")
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -146,6 +146,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic)
     backend = get_backend(cfg.model)
+    model = backend.build(num_outputs(cfg.task), cfg.model_options())
+    if state is None:  # before anything is written: a model that cannot start leaves no half-made run behind
+        backend.initialise(model, cfg.model_options(), log)
+    else:
+        model.load_state_dict(state["state_dict"])
 
     table = load_dataset(Path(cfg.data))
     split = run_split(cfg, table, out, resume)
@@ -154,11 +159,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     y_val = np.array(task_targets(val_rows["dx"], cfg.task))
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
 
-    model = backend.build(num_outputs(cfg.task), cfg.model_options())
-    if state is None:
-        backend.initialise(model, cfg.model_options(), log)
-    else:
-        model.load_state_dict(state["state_dict"])
     model.to(memory_format=torch.channels_last)
     frozen, trainable = backend.split_frozen(model, cfg.freeze)
     for p in frozen.parameters():
@@ -166,8 +166,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     if cfg.fp16_frozen and state is None:
         round_to_half(frozen)
 
-    train_in = trainable_inputs(cfg, frozen, train_rows["path"].tolist(), backend.input_size, training=True, track=track)
-    val_in = trainable_inputs(cfg, frozen, val_rows["path"].tolist(), backend.input_size, training=False, track=track)
+    train_in = trainable_inputs(cfg, frozen, train_rows["path"].tolist(), cfg.input_size, training=True, track=track)
+    val_in = trainable_inputs(cfg, frozen, val_rows["path"].tolist(), cfg.input_size, training=False, track=track)
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     rng = np.random.default_rng(cfg.seed)
@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             average.steps = ts["ema"]["steps"]
 
     meta = {
-        "backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task)), "input_size": backend.input_size,
+        "backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task)), "input_size": cfg.input_size,
         "preprocessing": cfg.preprocessing, "model_options": cfg.model_options(), "threshold": 0.5, "temperature": 1.0,
         "config": asdict(cfg), "split_seed": cfg.split_seed,
     }

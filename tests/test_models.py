@@ -3,7 +3,7 @@ import torch
 
 from dermcli.errors import DermcliError
 from dermcli.models import get_backend, names
-from dermcli.models.resnet50 import load_partial
+from dermcli.models.common import load_partial
 
 
 def n_params(model):

@@ -68,7 +68,8 @@ def test_numeric_options_refuse_what_is_out_of_range(capsys, monkeypatch, tmp_pa
     # Everything else points at nothing, so an accepted value ends in the "not found" error of the work itself.
     rest = {"train": ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")],
             "eval": ["--weights", str(tmp_path / "none.pt"), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")],
-            "predict": [str(tmp_path / "none.jpg")]}[command]
+            "predict": [str(tmp_path / "none.jpg")],
+            "ensemble": [str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e.pt")]}[command]
     code, err = run(capsys, monkeypatch, command, *rest, option, value)
     assert code != 0 and "internal error" not in err and "Traceback" not in err
     lines = err.strip().splitlines()
@@ -145,6 +146,7 @@ def base_command(command: str, ws: dict, tmp_path) -> list[str]:
         "report": ["report", str(ws["root"] / "evaluated")],
         "export": ["export", str(ws["weights"]), "--out", str(tmp_path / "m.onnx")],
         "compare": ["compare", str(ws["root"] / "evaluated"), str(ws["root"] / "evaluated"), "--out", str(tmp_path / "compared")],
+        "ensemble": ["ensemble", str(ws["weights"]), str(ws["weights"]), "--data", str(ws["data"]), "--out", str(tmp_path / "ens.pt")],
     }[command]
 
 
@@ -161,7 +163,7 @@ def test_base_commands_work(capsys, monkeypatch, workspace, tmp_path):
     """The sweep below means something only if the unchanged commands succeed (eval first: report reads its folder)."""
     evaluated = workspace["root"] / "evaluated"
     for args in (base_command("eval", workspace, tmp_path) + ["--out", str(evaluated)],
-                 *(base_command(c, workspace, tmp_path) for c in ("train", "predict", "report", "export", "compare"))):
+                 *(base_command(c, workspace, tmp_path) for c in ("train", "predict", "report", "export", "compare", "ensemble"))):
         code, err = run(capsys, monkeypatch, *args)
         assert code == 0, (args, err)
 

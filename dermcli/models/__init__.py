@@ -1,17 +1,18 @@
-"""Model backends by name. A backend is one module defining a `Backend` and calling `register`.
+"""Model backends by name: the model cards' two (`cnn`, `resnet50`: one module each, registered), every
+torchvision classification model by its torchvision name (models/torchvision_zoo.py) and every timm model
+as `timm/NAME` (models/timm_zoo.py).
 
-To add a backbone: write dermcli/models/NAME.py with a Backend subclass, and list NAME in _MODULES.
+To add a fixed architecture: write dermcli/models/NAME.py with a Backend subclass, and list NAME in _MODULES.
 """
 
 import importlib
 from dataclasses import dataclass, field
 
-from dermcli.errors import DermcliError
 
-_MODULES = ("cnn", "resnet50")
+_MODULES = ("cnn", "resnet50", "ensemble")
 _REGISTRY: dict[str, "Backend"] = {}
 
-PREPROCESSING = ("unit", "imagenet", "caffe")
+PREPROCESSING = ("unit", "imagenet", "caffe", "inception")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Backend:
     description: str = ""  # one paragraph for model cards
     freeze_choices: tuple[str, ...] = ("none",)
     default_options: dict = field(default_factory=dict)
+    trainable: bool = True  # False: made another way (an ensemble by `dermcli ensemble`)
 
     def build(self, num_outputs: int, options: dict):
         """The architecture with random weights (no downloads): used to load checkpoints."""
@@ -48,8 +50,15 @@ def names() -> tuple[str, ...]:
 
 
 def get_backend(name: str) -> Backend:
-    if name not in _MODULES:
-        raise DermcliError(f"unknown model {name!r} (choose from {', '.join(_MODULES)})")
     if name not in _REGISTRY:
-        importlib.import_module(f"dermcli.models.{name}")
+        if name in _MODULES:
+            importlib.import_module(f"dermcli.models.{name}")
+        elif name.startswith("timm/"):
+            from dermcli.models.timm_zoo import backend
+
+            register(backend(name))
+        else:
+            from dermcli.models.torchvision_zoo import backend
+
+            register(backend(name))
     return _REGISTRY[name]

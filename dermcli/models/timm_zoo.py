@@ -1,0 +1,82 @@
+"""Any timm model as `--model timm/NAME` (`pip install "dermcli[timm]"`).
+
+Built with `timm.create_model(NAME, num_classes=0)`, which ends in pooled features, followed by dermcli's
+head; input size and normalisation come from the model's pretrained config. `--pretrained` lets timm
+download its weights; `--init PATH` loads a state dict in timm's key names.
+"""
+
+from dataclasses import dataclass, field
+
+from dermcli.errors import DermcliError
+from dermcli.models import Backend
+from dermcli.models.common import Classifier, init_from_file, load_partial, make_head, preprocessing_for, split_classifier
+
+PREFIX = "timm/"
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise DermcliError('timm models need timm: pip install "dermcli[timm]"') from None
+    return timm
+
+
+@dataclass(frozen=True)
+class TimmBackend(Backend):
+    freeze_choices: tuple[str, ...] = ("none", "backbone")
+    default_options: dict = field(default_factory=lambda: {"pretrained": True, "init": None, "head": "linear", "input_size": 224})
+
+    @property
+    def timm_name(self) -> str:
+        return self.name.removeprefix(PREFIX)
+
+    def build(self, num_outputs: int, options: dict):
+        model = _timm().create_model(self.timm_name, pretrained=False, num_classes=0)
+        return Classifier(model, make_head(options.get("head") or "linear", model.num_features, num_outputs))
+
+    def initialise(self, model, options: dict, log) -> None:
+        if options.get("init"):
+            init_from_file(model, str(options["init"]), log, prefix="backbone.")
+        elif options.get("pretrained"):
+            try:
+                state = _timm().create_model(self.timm_name, pretrained=True, num_classes=0).state_dict()
+            except DermcliError:
+                raise
+            except Exception as e:  # network, hub and format failures all mean "cannot have them here"
+                raise DermcliError(f"timm could not get pretrained weights for {self.timm_name} ({type(e).__name__}: {str(e)[:120]}); "
+                                   "use --no-pretrained, or --init PATH to a state dict in timm's key names") from None
+            done, random = load_partial(model, state, f"timm {self.timm_name}", prefix="backbone.")
+            log(f"initialised from timm's pretrained {self.timm_name}: {', '.join(done)}; random: {', '.join(random)}")
+        else:
+            log("random initialisation (no pretrained weights)")
+
+    def split_frozen(self, model, freeze: str):
+        return split_classifier(model, freeze)
+
+
+def backend(name: str) -> TimmBackend:
+    timm = _timm()
+    timm_name = name.removeprefix(PREFIX)
+    if not timm.is_model(timm_name):
+        import difflib
+
+        close = difflib.get_close_matches(timm_name, timm.list_models(), n=4, cutoff=0.6)
+        raise DermcliError(f"unknown timm model {timm_name!r}" + (f" (did you mean {', '.join(PREFIX + c for c in close)}?)" if close else ""))
+    config = timm.get_pretrained_cfg(timm_name)
+    input_size = config.input_size[-1] if config else 224
+    mean, std = (config.mean, config.std) if config else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return TimmBackend(name=name, default_task="multiclass", input_size=int(input_size),
+                       default_preprocessing=preprocessing_for(mean, std, f"timm {timm_name}"),
+                       description=f"timm {timm_name}, built with num_classes=0 (pooled features), followed by dermcli's head.")
+
+
+def catalogue() -> list[dict]:
+    """Every timm model with pretrained weights: name and input size (parameters are only known once built)."""
+    timm = _timm()
+    rows = []
+    for name in timm.list_models(pretrained=True):
+        config = timm.get_pretrained_cfg(name.split(".")[0])
+        rows.append({"model": PREFIX + name.split(".")[0], "parameters": None, "input_size": config.input_size[-1] if config else None,
+                     "cached": None})
+    return list({r["model"]: r for r in rows}.values())

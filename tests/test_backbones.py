@@ -1,0 +1,112 @@
+"""Backbones by name: torchvision's registry and timm, through train, eval, export and predict on real images."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermcli.config import TrainConfig
+from dermcli.engine import TOLERANCE, export_onnx
+from dermcli.errors import DermcliError
+from dermcli.evaluate import evaluate
+from dermcli.models import get_backend
+from dermcli.predict import predict
+from dermcli.train import train
+from tests.conftest import REPO, run_cli
+
+SHARED_LITE0 = REPO.parent / "shared" / "weights" / "tf_efficientnet_lite0_imagenet_timm.pt"
+
+
+def small_run(data, out, model, **changes):
+    """One epoch at 64 pixels (every family here takes it): enough to exercise the whole path on CPU."""
+    settings = {"model": model, "epochs": 1, "batch_size": 16, "pretrained": False, "input_size": 64, **changes}
+    return train(TrainConfig(data=str(data), out=str(out), **settings))
+
+
+@pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0", "convnext_tiny", "densenet121", "vit_b_32"])
+def test_families_train_evaluate_export_and_predict(real_subset, tmp_path, model):
+    best = small_run(real_subset, tmp_path / "run", model)
+    folder = evaluate(best, real_subset, tmp_path / "eval", "val", engine="auto")  # ONNX Runtime: exported and checked once
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert len(predictions) > 0 and np.allclose(predictions.filter(like="p_").sum(axis=1), 1, atol=1e-4)
+    export_onnx(best, tmp_path / "model.onnx")  # raises if ONNX and PyTorch differ by more than TOLERANCE
+    image = sorted(real_subset.rglob("*.jpg"))[0]
+    onnx_result, _ = predict([str(image)], best, engine="onnx")
+    torch_result, _ = predict([str(image)], best, engine="torch")
+    assert abs(onnx_result[0].malignant_score - torch_result[0].malignant_score) < TOLERANCE
+    assert onnx_result[0].label in onnx_result[0].probabilities
+
+
+def test_pretrained_weights_come_through_torchvisions_weights_api(real_subset, tmp_path, monkeypatch):
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    home = tmp_path / "torch_home"
+    target = home / "hub" / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+    target.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    imagenet = resnet18(weights=None).state_dict()
+    torch.save(imagenet, target)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    messages = []
+    model = get_backend("resnet18").build(7, {"head": "linear"})
+    get_backend("resnet18").initialise(model, {"pretrained": True}, messages.append)
+    assert "ResNet18_Weights.IMAGENET1K_V1" in messages[0] and "random: head" in messages[0]
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
+    listing = run_cli("models", "resnet18", env={"TORCH_HOME": str(home)})
+    assert listing.returncode == 0 and "resnet18" in listing.stdout and "yes" in listing.stdout
+
+
+def test_without_the_weights_the_error_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(DermcliError, match="use --no-pretrained, or --init PATH"):
+        get_backend("resnet18").initialise(get_backend("resnet18").build(7, {}), {"pretrained": True}, print)
+
+
+def test_heads_tasks_and_sizes_on_any_backbone():
+    backend = get_backend("efficientnet_b0")
+    assert (backend.input_size, backend.default_preprocessing) == (224, "imagenet")  # from the weights' own transforms
+    card = backend.build(1, {"head": "card", "input_size": 64}).eval()
+    assert card(torch.rand(2, 3, 64, 64)).shape == (2, 1) and isinstance(card.head[0], torch.nn.BatchNorm1d)
+    assert card.head[0].num_features == 1280
+    assert get_backend("efficientnet_v2_l").default_preprocessing == "inception"  # its weights use mean = std = 0.5
+    assert get_backend("inception_v3").input_size == 299
+    with pytest.raises(DermcliError, match="--head 'deep' is not one of linear, card"):
+        backend.build(7, {"head": "deep"})
+
+
+def test_an_unknown_name_is_one_line_with_close_matches(tmp_path):
+    result = run_cli("train", "--model", "convnext_tiyn", "--data", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert result.returncode == 1 and "did you mean convnext_tiny" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_options_a_backbone_does_not_use_are_refused():
+    with pytest.raises(DermcliError, match="--strides does not apply to --model resnet18"):
+        TrainConfig(data="x", out="y", model="resnet18", strides="v1").resolved()
+    with pytest.raises(DermcliError, match="--input-size does not apply to --model cnn"):
+        TrainConfig(data="x", out="y", model="cnn", input_size=64).resolved()
+
+
+def test_timm_needs_timm_and_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
+    with pytest.raises(DermcliError, match='pip install "dermcli\\[timm\\]"'):
+        get_backend("timm/tf_efficientnet_lite0")
+
+
+def test_timm_efficientnet_lite0_from_the_shared_imagenet_file(real_subset, tmp_path):
+    pytest.importorskip("timm")
+    if not SHARED_LITE0.is_file():
+        pytest.skip(f"{SHARED_LITE0} not found")
+    backend = get_backend("timm/tf_efficientnet_lite0")
+    assert (backend.input_size, backend.default_preprocessing) == (224, "inception")  # timm's pretrained config
+    best = small_run(real_subset, tmp_path / "lite0", "timm/tf_efficientnet_lite0", init=str(SHARED_LITE0), freeze="backbone")
+    from dermcli.checkpoint import load_model
+
+    model, meta = load_model(best)
+    imagenet = torch.load(SHARED_LITE0, weights_only=True)
+    assert torch.equal(model.backbone.blocks[3][0].conv_pw.weight, imagenet["blocks.3.0.conv_pw.weight"])  # frozen: unchanged
+    assert meta["preprocessing"] == "inception"
+    results, _ = predict([str(sorted(real_subset.rglob("*.jpg"))[0])], best)
+    assert results and abs(sum(results[0].probabilities.values()) - 1) < 1e-4

@@ -1,0 +1,67 @@
+"""dermcli ensemble: one checkpoint that is the mean of its members, calibrated on their shared validation split."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dermcli.checkpoint import load_model
+from dermcli.config import TrainConfig
+from dermcli.engine import TorchRunner
+from dermcli.ensemble import make_ensemble
+from dermcli.errors import DermcliError
+from dermcli.metrics import probabilities
+from dermcli.models.ensemble import Ensemble
+from dermcli.train import train
+from tests.conftest import make_ham, run_cli
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble")
+    data = make_ham(root / "ham", lesions_per_class=6)
+    runs = [train(TrainConfig(data=str(data), out=str(root / f"seed{seed}"), epochs=2, batch_size=16, seed=seed)) for seed in (1, 2)]
+    return data, runs
+
+
+def test_an_ensemble_of_two_is_the_mean_of_its_members(members, tmp_path):
+    data, runs = members
+    path = make_ensemble(runs, data, tmp_path / "ens.pt")
+    ensemble, meta = load_model(path)
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 3), dtype=np.uint8)
+    mean = np.mean([probabilities(TorchRunner(*load_model(r)).logits(images), load_model(r)[1]["temperature"]) for r in runs], axis=0)
+    assert np.allclose(probabilities(TorchRunner(ensemble, meta).logits(images)), mean, atol=1e-5)
+    assert meta["backend"] == "ensemble" and [m["weights"] for m in meta["members"]] == [str(r) for r in runs]
+    assert (tmp_path / "ens" / "split.csv").read_text() == (runs[0].parent / "split.csv").read_text()  # eval finds it
+
+
+def test_one_sigmoid_output_averages_probabilities_too():
+    torch.manual_seed(0)
+    members = [nn.Linear(4, 1), nn.Linear(4, 1)]
+    x = torch.randn(6, 4)
+    ensemble = Ensemble(members, [2.0, 0.5])
+    expected = (torch.sigmoid(members[0](x) / 2.0) + torch.sigmoid(members[1](x) / 0.5)) / 2
+    assert torch.allclose(torch.sigmoid(ensemble(x)), expected, atol=1e-6)
+
+
+def test_members_of_another_task_or_split_are_refused(members, tmp_path):
+    data, runs = members
+    binary = train(TrainConfig(data=str(data), out=str(tmp_path / "binary"), epochs=1, batch_size=16, task="binary"))
+    with pytest.raises(DermcliError, match="task 'binary', not 'multiclass'"):
+        make_ensemble([runs[0], binary], data, tmp_path / "e1.pt")
+    other_split = train(TrainConfig(data=str(data), out=str(tmp_path / "split7"), epochs=1, batch_size=16, split_seed=7))
+    with pytest.raises(DermcliError, match="its split differs"):
+        make_ensemble([runs[0], other_split], data, tmp_path / "e2.pt")
+
+
+def test_the_ensemble_goes_through_eval_export_and_the_card(members, tmp_path):
+    data, runs = members
+    made = run_cli("ensemble", *map(str, runs), "--data", str(data), "--out", str(tmp_path / "ens.pt"))
+    assert made.returncode == 0, made.stderr
+    evaluated = run_cli("eval", "--weights", str(tmp_path / "ens.pt"), "--data", str(data), "--split", "val", "--out", str(tmp_path / "e"))
+    assert evaluated.returncode == 0, evaluated.stderr  # ONNX export of the ensemble checked against PyTorch on the way
+    assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["model"] == "ensemble"
+    assert run_cli("report", str(tmp_path / "e"), "--card").returncode == 0
+    assert all(str(r) in (tmp_path / "e" / "MODEL_CARD.md").read_text() for r in runs)
