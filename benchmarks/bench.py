@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py --data ../shared/data/ham10000 --json benchmarks/results.json
     python benchmarks/bench.py --only reports:write     # one measurement, printed as JSON
+    python benchmarks/bench.py --backbones resnet18,efficientnet_b0 --json benchmarks/backbones.json
 
 Each measurement runs in its own process, so its peak memory (max RSS) is its own. "plain" is the way
 the model cards' scripts work: a per-image Dataset that decodes JPEGs every time, NCHW, no_grad, batch 32.
@@ -24,14 +25,14 @@ SHIPPED = {"cnn": REPO / "weights" / "cnn_ham10000_7class.pt", "resnet50": REPO 
 
 def weights_for(backend: str, workdir: Path) -> Path:
     """The shipped weights, or an untrained checkpoint of the same shape (speed does not depend on values)."""
-    if SHIPPED[backend].is_file():
+    if backend in SHIPPED and SHIPPED[backend].is_file():
         return SHIPPED[backend]
     from dermcli.checkpoint import num_outputs, save_checkpoint
     from dermcli.labels import class_names
     from dermcli.models import get_backend
 
     b = get_backend(backend)
-    path = workdir / f"{backend}.pt"
+    path = workdir / f"{backend.replace('/', '_')}.pt"
     task = b.default_task
     save_checkpoint(path, b.build(num_outputs(task), {}), {"backend": backend, "task": task, "class_names": list(class_names(task)),
                     "input_size": b.input_size, "preprocessing": b.default_preprocessing, "model_options": {}, "threshold": 0.5, "temperature": 1.0})
@@ -153,6 +154,13 @@ def report_writing() -> dict:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
+    if name.startswith("backbone:"):  # ONNX Runtime eval throughput of an untrained backbone at its default input size
+        from dermcli.checkpoint import load_model
+
+        weights = weights_for(name.partition(":")[2], Path(tempfile.mkdtemp()))
+        parameters = sum(p.numel() for p in load_model(weights)[0].parameters())
+        return {"img_per_s": dermcli_eval("onnx", weights, image_paths(args.data, args.images)), "parameters_m": parameters / 1e6,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if name == "reports:write":
         return {**report_writing(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     workdir = Path(tempfile.mkdtemp())
@@ -193,10 +201,22 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=320, help="images for the eval throughput runs")
     parser.add_argument("--train-images", type=int, default=320, help="ResNet50 train images timed (the epoch is extrapolated)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--backbones", default=None, help="comma-separated --model names: only their ONNX eval throughput")
     parser.add_argument("--only", default=None, help="run one measurement (e.g. reports:write) and print it as JSON")
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.only, args)))
+        return
+    if args.backbones:
+        os.environ.setdefault("DERMCLI_CACHE_DIR", tempfile.mkdtemp())
+        rows = {name: in_subprocess(f"backbone:{name}", args) for name in args.backbones.split(",")}
+        print("\n| backbone | parameters (7-class head) | input | ONNX Runtime eval img/s | peak RSS (MB) |\n|---|---|---|---|---|")
+        from dermcli.models import get_backend
+
+        for name, r in rows.items():
+            print(f"| `{name}` | {r['parameters_m']:.1f}M | {get_backend(name).input_size} | {r['img_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+        if args.json:
+            args.json.write_text(json.dumps({"backbones": rows, "images": args.images, "cpu_count": os.cpu_count()}, indent=2) + "\n")
         return
     os.environ.setdefault("DERMCLI_CACHE_DIR", tempfile.mkdtemp())
     results: dict[str, dict] = {}

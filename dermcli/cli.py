@@ -1,6 +1,6 @@
 """The `dermcli` command: parse options, call the plain functions, render results. No logic here.
 
-Heavy libraries (torch, pandas, sklearn, matplotlib) are imported inside commands so `--help` is quick.
+Heavy libraries (torch, pandas, matplotlib, torchvision, timm) are imported inside commands so `--help` is quick.
 """
 
 from pathlib import Path
@@ -49,6 +49,8 @@ def train(
     head: Annotated[str, typer.Option(help="linear or card (the binary card's BN-dropout-512-256 head); empty = the model's default.")] = "",
     input_size: Annotated[Optional[int], ranged("input-size", "Square input size in pixels (default: the model's own, its weights').")] = None,
     target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
+    warmup_epochs: Annotated[int, ranged("warmup-epochs", "Staged fine-tuning: train the head alone (backbone frozen, features cached) for this many epochs, then unfreeze down to --freeze.")] = 0,
+    finetune_lr: Annotated[Optional[float], ranged("finetune-lr", "Learning rate after the warm-up (default: --lr / 10).")] = None,
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
     folds: Annotated[Optional[int], ranged("folds", "Cross-validate: train one model per lesion-level fold of the non-test images into OUT/fold_K (test split untouched).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run (or cross-validation) in this folder from where it stopped.")] = None,
@@ -64,7 +66,8 @@ def train(
                       weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing, ema=ema,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides, head=head, input_size=input_size or 0,
-                      target_sensitivity=target_sensitivity, deterministic=deterministic)
+                      target_sensitivity=target_sensitivity, deterministic=deterministic,
+                      warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0)
     from dermcli.crossval import is_cv_run, train_folds
 
     if folds or (resume is not None and is_cv_run(resume)):
@@ -165,12 +168,13 @@ def ensemble(
     data: Annotated[Path, typer.Option(help="The data set of their shared split (its validation images fit the ensemble's calibration).")],
     out: Annotated[Path, typer.Option(help="The ensemble checkpoint to write (its split goes to OUT-without-suffix/split.csv).")],
     target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
+    tta: Annotated[str, typer.Option(help="Default test-time augmentation of the ensemble (none, flips, dihedral), used in its calibration too.")] = "none",
 ):
     """Average several checkpoints into one, calibrated on their shared validation split."""
     from dermcli.ensemble import make_ensemble
 
     with progress_bars() as track:
-        path = make_ensemble(weights, data, out, target_sensitivity, track, log)
+        path = make_ensemble(weights, data, out, target_sensitivity, tta, track, log)
     console.print(f"ensemble checkpoint: {path}")
 
 

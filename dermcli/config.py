@@ -38,6 +38,8 @@ class TrainConfig:
     head: str = ""  # "" = the backend's default (card for resnet50, linear for named backbones)
     input_size: int = 0  # 0 = the backend's default (its weights' own)
     target_sensitivity: float = 0.90
+    warmup_epochs: int = 0  # staged fine-tuning: train the head alone this many epochs first
+    finetune_lr: float = 0.0  # learning rate after the warm-up; 0 = lr / 10
     deterministic: bool = False
 
     def resolved(self) -> "TrainConfig":
@@ -60,7 +62,9 @@ class TrainConfig:
             cfg.augment = "dihedral" if cfg.augment else "none"
         checks = [("augment", cfg.augment, AUGMENTATIONS),
             ("task", cfg.task, TASKS), ("scheduler", cfg.scheduler, SCHEDULERS), ("class-weights", cfg.class_weights, CLASS_WEIGHTS),
-            ("freeze", cfg.freeze, backend.freeze_choices), ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
+            # a backbone's module paths are checked where the model is split (models.common.split_at)
+            ("freeze", cfg.freeze, backend.freeze_choices if not backend.freeze_points else (cfg.freeze,)),
+            ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
             ("head", cfg.head, ("",) + HEADS if not cfg.head else HEADS),
         ]
         for name, value, allowed in checks:
@@ -73,6 +77,14 @@ class TrainConfig:
         if unused:
             raise DermcliError(f"--{unused[0].replace('_', '-')} does not apply to --model {cfg.model}")
         cfg.head = cfg.head or backend.default_options.get("head", "")
+        cfg.finetune_lr = cfg.finetune_lr or cfg.lr / 10
+        if cfg.warmup_epochs:
+            problem = ("--warmup-epochs needs a model with a backbone to freeze" if "backbone" not in backend.freeze_choices else
+                       "--warmup-epochs trains the head first, then unfreezes down to --freeze: use --freeze none or a point below the head"
+                       if cfg.freeze == "backbone" else f"--warmup-epochs {cfg.warmup_epochs} leaves no epoch to fine-tune in --epochs {cfg.epochs}"
+                       if cfg.warmup_epochs >= cfg.epochs else "--ema with --warmup-epochs is not supported" if cfg.ema else None)
+            if problem:
+                raise DermcliError(problem)
         cfg.input_size = cfg.input_size or backend.input_size
         if cfg.fp16_frozen and cfg.freeze == "none":
             raise DermcliError("--fp16-frozen rounds the frozen layers, but --freeze none freezes nothing")

@@ -37,16 +37,19 @@ def check_members(weights: list[Path], metas: list[dict], splits: list) -> None:
                                f"not {theirs.get(differs, 'none')}): members must share one split")
 
 
-def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity: float = 0.90, track=None, log=lambda msg: None) -> Path:
-    """Write the ensemble checkpoint `out` (and `out` without suffix / split.csv); returns `out`."""
-    from dermcli.engine import TorchRunner
+def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity: float = 0.90, tta: str = "none", track=None,
+                  log=lambda msg: None) -> Path:
+    """Write the ensemble checkpoint `out` (and `out` without suffix / split.csv); returns `out`. With `tta`, the
+    ensemble's default test-time augmentation, its calibration is fitted on the views' mean as it will be used."""
+    from dermcli.engine import TorchRunner, check_tta, tta_views
     from dermcli.models.ensemble import Ensemble
-    from dermcli.train import malignant_targets, positive_score, validation_metrics
+    from dermcli.objectives import malignant_targets, positive_score, validation_metrics
 
     weights = [Path(w) for w in weights]
     if len(weights) < 2:
         raise DermcliError("an ensemble needs at least two checkpoints")
     check("target-sensitivity", target_sensitivity)
+    check_tta(tta)
     out = ensure_writable_file(out, "--out", "ensemble.pt")
     checkpoints = [read_checkpoint(w) for w in weights]
     metas = [c["meta"] for c in checkpoints]
@@ -59,15 +62,16 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
 
     val = select(load_dataset(Path(data)), splits[0], "val")
     y = np.array(task_targets(val["dx"], first["task"]))
-    logits = TorchRunner(model, first).logits(cached_images(val["path"].tolist(), first["input_size"], track), track=track)
-    temperature = fit_temperature(logits, y)
-    threshold = threshold_for_sensitivity(malignant_targets(y, first["task"]), positive_score(probabilities(logits, temperature), first["task"]),
-                                          target_sensitivity)
-    val_metrics = validation_metrics(y, logits, first["task"], temperature)
+    pixels, runner = cached_images(val["path"].tolist(), first["input_size"], track), TorchRunner(model, first)
+    views = [runner.logits(np.ascontiguousarray(v), track=track) for v in tta_views(pixels, tta)]
+    temperature = fit_temperature(views, y)
+    probs = np.mean([probabilities(v, temperature) for v in views], axis=0)
+    threshold = threshold_for_sensitivity(malignant_targets(y, first["task"]), positive_score(probs, first["task"]), target_sensitivity)
+    val_metrics = validation_metrics(y, np.log(np.clip(probs, 1e-12, 1)), first["task"])  # log-probabilities: logits of probs
     meta = {**{k: first[k] for k in SHARED}, "backend": "ensemble", "model_options": {"members": members}, "threshold": threshold,
-            "temperature": temperature, "val_metrics": val_metrics, "split_seed": first.get("split_seed"),
+            "temperature": temperature, "tta": tta, "val_metrics": val_metrics, "split_seed": first.get("split_seed"),
             "members": [{"weights": str(w), "backend": m["backend"], "val_metrics": m.get("val_metrics", {})} for w, m in zip(weights, metas)],
-            "config": {"members": [str(w) for w in weights], "data": str(data), "target_sensitivity": target_sensitivity}}
+            "config": {"members": [str(w) for w in weights], "data": str(data), "target_sensitivity": target_sensitivity, "tta": tta}}
     save_checkpoint(out, model, meta)
     save_split(splits[0], out.with_suffix("") / "split.csv")
     log(f"ensemble of {len(weights)} on {len(val)} validation images: " + ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items())

@@ -157,10 +157,12 @@ def nll(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], EPS, 1))))
 
 
-def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
-    """Temperature T minimising NLL of probabilities(logits / T) (a 1-D search over log T)."""
+def fit_temperature(logits: np.ndarray | list[np.ndarray], y_true: np.ndarray) -> float:
+    """Temperature T minimising NLL of probabilities(logits / T) (a 1-D search over log T). Given the logits
+    of several views of the same images (test-time augmentation), of the mean of their probabilities."""
+    views = logits if isinstance(logits, list) else [logits]
     grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 161))
-    losses = [nll(y_true, probabilities(logits, t)) for t in grid]
+    losses = [nll(y_true, np.mean([probabilities(v, t) for v in views], axis=0)) for t in grid]
     return float(grid[int(np.argmin(losses))])
 
 

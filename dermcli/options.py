@@ -48,6 +48,8 @@ RANGES: dict[str, Range] = {
     "split-seed": Range(0, SEED_MAX),
     "target-sensitivity": Range(0, 1, low_open=True, high_open=True),
     "folds": Range(2, 100),
+    "warmup-epochs": Range(0, 100_000),
+    "finetune-lr": Range(0, 10, low_open=True),
     "input-size": Range(16, 1024),
     # eval, predict; a key "command:option" is the range of that command's own --option
     "eval:batch-size": Range(1, 65_536),

@@ -1,9 +1,8 @@
 """Training: split, build, fit with early stopping, then calibrate on validation. Resumable from last.pt."""
 
-import copy
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,68 +17,17 @@ from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, make_split, save_split, select
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
-from dermcli.labels import MALIGNANT_INDICES, class_names, task_targets
-from dermcli.metrics import (binary_summary, fit_temperature, malignant_score, multiclass_summary, probabilities,
-                             threshold_for_sensitivity)
+from dermcli.labels import class_names, task_targets
+from dermcli.metrics import fit_temperature, probabilities, threshold_for_sensitivity
 from dermcli.models import get_backend
+from dermcli.objectives import loss_function, malignant_targets, positive_score, validation_metrics
+from dermcli.weight_average import WeightAverage
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "split.csv", "config.json")
 
 
 class Interrupted(DermcliError):
     exit_code = 130
-
-
-def positive_score(probs: np.ndarray, task: str) -> np.ndarray:
-    """Malignant probability (N,) from task probabilities (N, K)."""
-    return probs[:, 1] if task == "binary" else malignant_score(probs, MALIGNANT_INDICES)
-
-
-def malignant_targets(y: np.ndarray, task: str) -> np.ndarray:
-    return y if task == "binary" else np.isin(y, MALIGNANT_INDICES).astype(int)
-
-
-def validation_metrics(y: np.ndarray, logits: np.ndarray, task: str, temperature: float = 1.0) -> dict:
-    """Selection metric first: PR-AUC for binary models, macro-F1 for multi-class ones."""
-    probs = probabilities(logits, temperature)
-    if task == "binary":
-        m = binary_summary(y, probs[:, 1], 0.5)
-        return {"pr_auc": m["pr_auc"], "roc_auc": m["roc_auc"], "loss": m["loss"], "accuracy": m["accuracy"]}
-    m = multiclass_summary(y, probs)
-    return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "macro_auc": m["macro_auc"], "loss": m["loss"]}
-
-
-def loss_function(cfg: TrainConfig, y_train: np.ndarray):
-    counts = np.bincount(y_train, minlength=2 if cfg.task == "binary" else 7).astype(np.float64)
-    power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[cfg.class_weights]
-    if cfg.task == "binary":
-        # pos_weight = negatives / positives (about 4.1 on HAM10000), to the chosen power.
-        pos_weight = torch.tensor([(counts[0] / max(counts[1], 1)) ** power], dtype=torch.float32)
-        bce = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        smooth = cfg.label_smoothing
-        return lambda logits, y: bce(logits.squeeze(1), y.float() * (1 - smooth) + 0.5 * smooth)
-    weights = (counts.sum() / (len(counts) * np.maximum(counts, 1))) ** power
-    return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing)
-
-
-class WeightAverage:
-    """Exponential moving average of a model's weights and BatchNorm statistics. The average of the
-    last few hundred steps usually generalises better than the last step; validation and best.pt use it.
-
-    Only the part that trains is averaged (frozen layers never change), through tensor pairs made once.
-    """
-
-    def __init__(self, model: torch.nn.Module, trainable_part, decay: float):
-        self.model, self.decay, self.steps = copy.deepcopy(model), decay, 0
-        self.trainable = trainable_part(self.model)
-        self._pairs = list(zip(self.trainable.state_dict().values(), trainable_part(model).state_dict().values()))
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))  # early on, forget the random start quickly
-        for average, current in self._pairs:
-            average.lerp_(current, 1 - decay) if average.is_floating_point() else average.copy_(current)
 
 
 def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None, after_step=None) -> float:
@@ -100,18 +48,51 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
     return total / max(seen, 1)
 
 
-def trainable_inputs(cfg: TrainConfig, frozen, paths: list[str], size: int, training: bool, track=None):
-    """Decoded images (augmented when training), or the frozen prefix's cached outputs under --freeze."""
-    images = cached_images(paths, size, track)
-    if cfg.freeze == "none":
+def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], training: bool, track=None):
+    """Decoded images (augmented when training), or the frozen prefix's cached outputs under `freeze`."""
+    images = cached_images(paths, cfg.input_size, track)
+    if freeze == "none":
         return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none")
     return frozen_features(frozen, images, cfg.preprocessing, flips=training and cfg.augment != "none", track=track)
 
 
-def make_scheduler(cfg: TrainConfig, optimizer):
+def make_scheduler(cfg: TrainConfig, optimizer, epochs: int):
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+
+
+@dataclass
+class Stage:
+    """What one stage of training uses: with --warmup-epochs K, epochs 1..K train the head alone (on cached
+    backbone features) at --lr, then the rest unfreeze down to --freeze at --finetune-lr; else one stage."""
+
+    number: int
+    freeze: str
+    trainable: torch.nn.Module
+    train_in: object
+    val_in: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+
+
+def stage_number(cfg: TrainConfig, epoch: int) -> int:
+    return 2 if cfg.warmup_epochs and epoch > cfg.warmup_epochs else 1
+
+
+def build_stage(number: int, cfg: TrainConfig, model, backend, train_paths: list[str], val_paths: list[str], track=None) -> Stage:
+    warmup = number == 1 and cfg.warmup_epochs > 0
+    freeze = "backbone" if warmup else cfg.freeze
+    frozen, trainable = backend.split_frozen(model, freeze)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    lr = cfg.lr if warmup or not cfg.warmup_epochs else cfg.finetune_lr
+    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
+    epochs = cfg.warmup_epochs if warmup else cfg.epochs - cfg.warmup_epochs
+    return Stage(number, freeze, trainable, trainable_inputs(cfg, freeze, frozen, train_paths, True, track),
+                 trainable_inputs(cfg, freeze, frozen, val_paths, False, track), optimizer, make_scheduler(cfg, optimizer, max(epochs, 1)))
 
 
 def prepare_run(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
@@ -151,6 +132,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         backend.initialise(model, cfg.model_options(), log)
     else:
         model.load_state_dict(state["state_dict"])
+    backend.split_frozen(model, cfg.freeze)  # likewise: a --freeze point the model cannot be cut at fails here
 
     table = load_dataset(Path(cfg.data))
     split = run_split(cfg, table, out, resume)
@@ -160,30 +142,25 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
 
     model.to(memory_format=torch.channels_last)
-    frozen, trainable = backend.split_frozen(model, cfg.freeze)
-    for p in frozen.parameters():
-        p.requires_grad_(False)
     if cfg.fp16_frozen and state is None:
-        round_to_half(frozen)
-
-    train_in = trainable_inputs(cfg, frozen, train_rows["path"].tolist(), cfg.input_size, training=True, track=track)
-    val_in = trainable_inputs(cfg, frozen, val_rows["path"].tolist(), cfg.input_size, training=False, track=track)
-    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg, optimizer)
+        round_to_half(backend.split_frozen(model, cfg.freeze)[0])
+    paths = (train_rows["path"].tolist(), val_rows["path"].tolist())
+    start_epoch = state["training_state"]["epoch"] + 1 if state else 1
+    stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, backend, *paths, track)
     rng = np.random.default_rng(cfg.seed)
     average = WeightAverage(model, lambda m: backend.split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
     evaluated = average.model if average else model  # what validation scores and best.pt stores
-    evaluated_trainable = average.trainable if average else trainable
+    evaluated_trainable = average.trainable if average else stage.trainable
     stopping = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
     history: list[dict] = []
-    start_epoch = 1
     if state is not None:
         ts = state["training_state"]
-        optimizer.load_state_dict(ts["optimizer"])
-        scheduler.load_state_dict(ts["scheduler"])
+        if ts.get("stage", 1) == stage.number:  # a run stopped at the end of the warm-up starts its second stage afresh
+            stage.optimizer.load_state_dict(ts["optimizer"])
+            stage.scheduler.load_state_dict(ts["scheduler"])
         rng.bit_generator.state = ts["numpy_rng"]
         torch.set_rng_state(ts["torch_rng"])
-        stopping, history, start_epoch = ts["stopping"], ts["history"], ts["epoch"] + 1
+        stopping, history = ts["stopping"], ts["history"]
         if average:
             average.model.load_state_dict(ts["ema"]["state_dict"])
             average.steps = ts["ema"]["steps"]
@@ -201,27 +178,33 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         for epoch in track(range(start_epoch, cfg.epochs + 1), "epochs", cfg.epochs - start_epoch + 1) if track else range(start_epoch, cfg.epochs + 1):
             if stopping["bad_epochs"] >= cfg.patience:
                 break
+            if stage_number(cfg, epoch) != stage.number:
+                log(f"epoch {epoch}: warm-up over, training down to --freeze {cfg.freeze} at lr {cfg.finetune_lr:g}")
+                stage = build_stage(stage_number(cfg, epoch), cfg, model, backend, *paths, track)
+                evaluated_trainable = stage.trainable
             t0 = time.perf_counter()
-            train_loss = train_one_epoch(trainable, train_in, y_train_t, loss_fn, optimizer, rng, cfg.batch_size, track,
+            train_loss = train_one_epoch(stage.trainable, stage.train_in, y_train_t, loss_fn, stage.optimizer, rng, cfg.batch_size, track,
                                          after_step=average.update if average else None)
-            val = validation_metrics(y_val, predict_logits(evaluated_trainable, val_in), cfg.task)
+            val = validation_metrics(y_val, predict_logits(evaluated_trainable, stage.val_in), cfg.task)
             selection = next(iter(val.values()))
-            scheduler.step(selection) if cfg.scheduler == "plateau" else scheduler.step()
+            stage.scheduler.step(selection) if cfg.scheduler == "plateau" else stage.scheduler.step()
             history.append({"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
-                            "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)})
+                            "lr": stage.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)})
             write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
             improved = selection > stopping["best"]
             stopping = {"best": selection if improved else stopping["best"], "best_epoch": epoch if improved else stopping["best_epoch"],
                         "bad_epochs": 0 if improved else stopping["bad_epochs"] + 1}
             if improved:
                 save_checkpoint(out / "best.pt", evaluated, {**meta, "epoch": epoch, "val_metrics": val})
-            training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "numpy_rng": rng.bit_generator.state,
+            training_state = {"stage": stage.number, "optimizer": stage.optimizer.state_dict(), "scheduler": stage.scheduler.state_dict(),
+                              "numpy_rng": rng.bit_generator.state,
                               "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch,
                               **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
         calibrating = True
-        return calibrate(out / "best.pt", cfg, val_in, y_val, log)
+        final = stage if stage.freeze == cfg.freeze else build_stage(2, cfg, model, backend, *paths, track)  # inputs of cfg.freeze
+        return calibrate(out / "best.pt", cfg, final.val_in, y_val, log)
     except KeyboardInterrupt:
         where = "while calibrating" if calibrating else f"in epoch {epoch}"
         raise Interrupted(f"interrupted {where}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None

@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from dermcli.card import model_card
 from dermcli.config import TrainConfig
 from dermcli.engine import TOLERANCE, export_onnx
 from dermcli.errors import DermcliError
 from dermcli.evaluate import evaluate
 from dermcli.models import get_backend
 from dermcli.predict import predict
+from dermcli.report import write_reports
 from dermcli.train import train
 from tests.conftest import REPO, run_cli
 
@@ -32,6 +34,8 @@ def test_families_train_evaluate_export_and_predict(real_subset, tmp_path, model
     folder = evaluate(best, real_subset, tmp_path / "eval", "val", engine="auto")  # ONNX Runtime: exported and checked once
     predictions = pd.read_csv(folder / "predictions.csv")
     assert len(predictions) > 0 and np.allclose(predictions.filter(like="p_").sum(axis=1), 1, atol=1e-4)
+    write_reports(folder, plots=False)
+    assert f"torchvision {model}" in model_card(folder).read_text()
     export_onnx(best, tmp_path / "model.onnx")  # raises if ONNX and PyTorch differ by more than TOLERANCE
     image = sorted(real_subset.rglob("*.jpg"))[0]
     onnx_result, _ = predict([str(image)], best, engine="onnx")
@@ -110,3 +114,39 @@ def test_timm_efficientnet_lite0_from_the_shared_imagenet_file(real_subset, tmp_
     assert meta["preprocessing"] == "inception"
     results, _ = predict([str(sorted(real_subset.rglob("*.jpg"))[0])], best)
     assert results and abs(sum(results[0].probabilities.values()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("model, point", [("resnet18", "layer3"), ("efficientnet_b0", "features.4"), ("convnext_tiny", "features.5"),
+                                          ("densenet121", "features.denseblock3"), ("vit_b_32", "encoder.layers.encoder_layer_5")])
+def test_a_backbone_cut_at_a_named_stage_computes_what_it_did_whole(model, point):
+    net = get_backend(model).build(7, {"input_size": 64}).eval()
+    prefix, rest = get_backend(model).split_frozen(net, point)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(rest(prefix(x)), net(x), atol=1e-5)
+    shared = {id(p) for p in net.parameters()}
+    assert all(id(p) in shared for p in [*prefix.parameters(), *rest.parameters()])  # training the rest trains the model
+
+
+def test_freezing_at_a_stage_trains_only_what_follows_it_on_cached_features(real_subset, tmp_path):
+    import os
+
+    from dermcli.checkpoint import load_model
+
+    cache = Path(os.environ["DERMCLI_CACHE_DIR"])
+    before = set(cache.glob("features_*"))
+    best = small_run(real_subset, tmp_path / "run", "resnet18", freeze="layer3", seed=3)
+    assert set(cache.glob("features_*")) - before  # layer3's outputs were computed once and cached
+    torch.manual_seed(3)
+    start = get_backend("resnet18").build(7, {"input_size": 64})  # what the run started from: same seed, built first
+    trained, _ = load_model(best)
+    assert torch.equal(trained.backbone.layer3[1].conv2.weight, start.backbone.layer3[1].conv2.weight)  # frozen
+    assert not torch.equal(trained.backbone.layer4[1].conv2.weight, start.backbone.layer4[1].conv2.weight)  # trained
+
+
+def test_a_cut_inside_a_residual_block_or_at_no_module_is_refused():
+    net = get_backend("resnet18").build(7, {})
+    with pytest.raises(DermcliError, match="later layers also use"):
+        get_backend("resnet18").split_frozen(net, "layer3.0.conv1")
+    with pytest.raises(DermcliError, match="no such module in the backbone .*layer3"):
+        get_backend("resnet18").split_frozen(net, "layer9")

@@ -65,3 +65,13 @@ def test_the_ensemble_goes_through_eval_export_and_the_card(members, tmp_path):
     assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["model"] == "ensemble"
     assert run_cli("report", str(tmp_path / "e"), "--card").returncode == 0
     assert all(str(r) in (tmp_path / "e" / "MODEL_CARD.md").read_text() for r in runs)
+
+
+def test_an_ensembles_tta_is_its_default_and_its_calibration(members, tmp_path):
+    from dermcli.evaluate import evaluate
+
+    data, runs = members
+    path = make_ensemble(runs, data, tmp_path / "ens.pt", tta="flips")
+    assert load_model(path)[1]["tta"] == "flips"
+    folder = evaluate(path, data, tmp_path / "e", "val", engine="torch")
+    assert json.loads((folder / "eval_info.json").read_text())["tta"] == "flips"

@@ -51,7 +51,7 @@ def test_partial_init_reports_and_refuses():
         load_partial(model, {"conv1.weight": torch.zeros(64, 3, 3, 3)}, "f")
 
 
-def test_registry_knows_both_backends_and_refuses_others():
-    assert set(names()) == {"cnn", "resnet50"}
+def test_registry_knows_the_cards_backends_and_refuses_unknown_names():
+    assert set(names()) == {"cnn", "resnet50", "ensemble"}
     with pytest.raises(DermcliError, match="unknown model 'vit'"):
         get_backend("vit")

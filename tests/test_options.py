@@ -29,6 +29,7 @@ ACCEPTED = {
     ("train", "--ema", "0"): "0 turns the weight average off (the default)",
     ("train", "--seed", "0"): "0 is an ordinary seed",
     ("train", "--split-seed", "0"): "0 is an ordinary seed",
+    ("train", "--warmup-epochs", "0"): "no warm-up: one stage (the default)",
     ("eval", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
     ("predict", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
 }

@@ -102,3 +102,42 @@ def test_resume_can_extend_a_finished_run(small_ham, tmp_path):
     training.train(TrainConfig(data="", out=str(tmp_path / "run")), resume=True, resume_epochs=2)
     assert history(tmp_path / "run")["epoch"].tolist() == [1, 2]
     assert read_checkpoint(tmp_path / "run" / "last.pt")["meta"]["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("cut_in_epoch", [2, 3])  # the last warm-up epoch, and the first after it
+def test_staged_fine_tuning_unfreezes_after_the_warm_up_and_resumes_across_it(small_ham, tmp_path, monkeypatch, cut_in_epoch):
+    staged = {"model": "resnet18", "pretrained": False, "input_size": 32, "warmup_epochs": 2, "epochs": 4}
+    real_epoch, trained = training.train_one_epoch, []
+
+    def recording(model, *args, **kwargs):
+        trained.append(sum(p.numel() for p in model.parameters() if p.requires_grad))
+        return real_epoch(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", recording)
+    training.train(config(small_ham, tmp_path / "whole", **staged))
+    head = 512 * 7 + 7
+    assert trained[:2] == [head, head] and trained[2] == trained[3] > 11_000_000  # the head alone, then all of ResNet18
+    lrs = history(tmp_path / "whole")["lr"].tolist()  # after each epoch's cosine step, over each stage's own epochs
+    assert lrs[:2] == pytest.approx([0.5e-3, 0]) and lrs[2:] == pytest.approx([0.5e-4, 0])  # --finetune-lr defaults to lr / 10
+
+    def interrupt(*args, **kwargs):
+        if len(trained) == 4 + cut_in_epoch:
+            raise KeyboardInterrupt
+        return recording(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupt)
+    with pytest.raises(training.Interrupted):
+        training.train(config(small_ham, tmp_path / "cut", **staged))
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    training.train(TrainConfig(data="", out=str(tmp_path / "cut")), resume=True)
+    pd.testing.assert_frame_equal(history(tmp_path / "whole"), history(tmp_path / "cut"))
+    assert same_weights(weights(tmp_path / "whole" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
+
+
+def test_staged_fine_tuning_refuses_what_cannot_work():
+    with pytest.raises(DermcliError, match="needs a model with a backbone"):
+        TrainConfig(data="x", out="y", model="cnn", warmup_epochs=2).resolved()
+    with pytest.raises(DermcliError, match="leaves no epoch to fine-tune"):
+        TrainConfig(data="x", out="y", model="resnet18", warmup_epochs=5, epochs=5).resolved()
+    with pytest.raises(DermcliError, match="use --freeze none"):
+        TrainConfig(data="x", out="y", model="resnet18", warmup_epochs=1, freeze="backbone").resolved()

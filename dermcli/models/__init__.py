@@ -27,6 +27,7 @@ class Backend:
     freeze_choices: tuple[str, ...] = ("none",)
     default_options: dict = field(default_factory=dict)
     trainable: bool = True  # False: made another way (an ensemble by `dermcli ensemble`)
+    freeze_points: bool = False  # True: --freeze also takes a module path of the backbone
 
     def build(self, num_outputs: int, options: dict):
         """The architecture with random weights (no downloads): used to load checkpoints."""

@@ -41,9 +41,57 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def split_classifier(model: Classifier, freeze: str):
-    """--freeze for a Classifier: `backbone` trains the head alone on cached features; `none` trains everything."""
-    return (model.backbone, model.head) if freeze == "backbone" else (nn.Identity(), model)
+def split_classifier(model: Classifier, freeze: str, **tracer_options):
+    """--freeze for a Classifier: `none` trains everything; `backbone` the head alone, on cached pooled features;
+    a module path of the backbone (`layer3`, `features.4`, `encoder.layers.encoder_layer_5`) freezes the
+    backbone up to and including that module, whose outputs are then cached, and trains the rest."""
+    if freeze == "none":
+        return nn.Identity(), model
+    if freeze == "backbone":
+        return model.backbone, model.head
+    prefix, suffix = split_at(model.backbone, freeze, **tracer_options)
+    return prefix, nn.Sequential(suffix, model.head)
+
+
+def split_at(backbone: nn.Module, point: str, **tracer_options):
+    """(prefix, suffix) graph modules with suffix(prefix(x)) == backbone(x), cut after the last operation
+    inside module `point`; they share the backbone's parameters. Traced with torch.fx (torchvision's node
+    naming), so it works for any architecture fx can trace; a cut that later layers bypass (inside a residual
+    block) is refused. `tracer_options` go to torchvision's NodePathTracer (timm's untraceable layers, say)."""
+    import torch.fx as fx
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    training = backbone.training
+    tracer = NodePathTracer(**tracer_options)
+    try:
+        graph = tracer.trace(backbone.eval())
+    except Exception as e:  # fx cannot follow every Python forward
+        raise DermcliError(f"--freeze {point}: this model cannot be split at a module ({type(e).__name__}); use none or backbone") from None
+    finally:
+        backbone.train(training)
+    nodes, names = list(graph.nodes), tracer.node_to_qualname
+    inside = [i for i, n in enumerate(nodes) if names.get(n) == point or names.get(n, "").startswith(point + ".")]
+    if not inside:
+        points = [name for name, _ in backbone.named_children()]
+        raise DermcliError(f"--freeze {point!r}: no such module in the backbone (top-level modules: {', '.join(points[:12])}; "
+                           "a deeper one as e.g. features.4)")
+    cut = nodes[inside[-1]]
+    before = set(nodes[:inside[-1] + 1])
+    prefix, suffix = fx.Graph(), fx.Graph()
+    copied: dict = {}
+    for n in nodes[:inside[-1] + 1]:
+        copied[n] = prefix.node_copy(n, copied.__getitem__)
+    prefix.output(copied[cut])
+    copied = {cut: suffix.placeholder("features")}
+    for n in nodes[inside[-1] + 1:]:
+        for used in n.all_input_nodes:
+            if used in before and used not in copied:
+                if used.op != "get_attr":  # a constant or parameter read before the cut may be read again
+                    raise DermcliError(f"--freeze {point}: later layers also use {names.get(used, used.name)}, so the model cannot be cut "
+                                       "there; choose the end of a stage (e.g. layer3, features.4)")
+                copied[used] = suffix.node_copy(used, copied.__getitem__)
+        copied[n] = suffix.node_copy(n, copied.__getitem__)
+    return fx.GraphModule(backbone, prefix), fx.GraphModule(backbone, suffix)
 
 
 def load_partial(model: nn.Module, state: dict, source: str, prefix: str = "") -> tuple[list[str], list[str]]:

@@ -24,7 +24,8 @@ def _timm():
 
 @dataclass(frozen=True)
 class TimmBackend(Backend):
-    freeze_choices: tuple[str, ...] = ("none", "backbone")
+    freeze_choices: tuple[str, ...] = ("none", "backbone")  # or any module path of the backbone (common.split_at)
+    freeze_points: bool = True
     default_options: dict = field(default_factory=lambda: {"pretrained": True, "init": None, "head": "linear", "input_size": 224})
 
     @property
@@ -52,7 +53,9 @@ class TimmBackend(Backend):
             log("random initialisation (no pretrained weights)")
 
     def split_frozen(self, model, freeze: str):
-        return split_classifier(model, freeze)
+        from timm.layers import get_notrace_functions, get_notrace_modules  # layers fx must not trace into
+
+        return split_classifier(model, freeze, leaf_modules=list(get_notrace_modules()), autowrap_functions=tuple(get_notrace_functions()))
 
 
 def backend(name: str) -> TimmBackend:

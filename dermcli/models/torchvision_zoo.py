@@ -45,7 +45,8 @@ def _without_classifier(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class TorchvisionBackend(Backend):
-    freeze_choices: tuple[str, ...] = ("none", "backbone")
+    freeze_choices: tuple[str, ...] = ("none", "backbone")  # or any module path of the backbone (common.split_at)
+    freeze_points: bool = True
     default_options: dict = field(default_factory=lambda: {"pretrained": True, "init": None, "head": "linear", "input_size": 224})
 
     def build(self, num_outputs: int, options: dict):
