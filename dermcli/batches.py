@@ -1,11 +1,13 @@
 """What the trainable part of a model eats, batch by batch: images, or cached frozen-part features."""
 
 import hashlib
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from dermcli.data.cache import cache_dir
+from dermcli.devices import module_device
 from dermcli.errors import DermcliError
 from dermcli.io import atomic_path
 from dermcli.preprocess import augment, normalize
@@ -51,7 +53,7 @@ def features_key(frozen: torch.nn.Module, images: np.ndarray, preprocessing: str
     digest = hashlib.sha256(preprocessing.encode())
     for name, tensor in frozen.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     for start in range(0, len(images), 512):
         digest.update(np.ascontiguousarray(images[start:start + 512]).tobytes())
     digest.update(repr([type(m).__name__ + repr(getattr(m, "stride", "")) for m in frozen.modules()]).encode())
@@ -60,12 +62,12 @@ def features_key(frozen: torch.nn.Module, images: np.ndarray, preprocessing: str
 
 @torch.no_grad()  # not inference_mode: these tensors feed autograd later
 def _compute_view(frozen, images, preprocessing, flipped: bool, batch_size: int, track) -> np.ndarray:
-    chunks, starts = [], range(0, len(images), batch_size)
+    chunks, starts, device = [], range(0, len(images), batch_size), module_device(frozen)
     label = f"frozen features{' (flipped)' if flipped else ''}"
     for start in track(starts, label, len(starts)) if track else starts:
         x = images[start:start + batch_size]
-        x = x[:, :, ::-1] if flipped else x
-        chunks.append(frozen(torch.from_numpy(normalize(x, preprocessing)).contiguous(memory_format=torch.channels_last)).half())
+        x = torch.from_numpy(normalize(x[:, :, ::-1] if flipped else x, preprocessing)).to(device, non_blocking=True)
+        chunks.append(frozen(channels_last(x)).half().cpu())
     return torch.cat(chunks).numpy()
 
 
@@ -102,10 +104,12 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=None) -> np.ndarray:
-    """Logits (N, outputs) for every row of `batches`, in order."""
+def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=None, precision=None) -> np.ndarray:
+    """Logits (N, outputs) for every row of `batches`, in order, on the model's device (fp32 out)."""
     model.eval()
-    out, starts = [], range(0, len(batches), batch_size)
+    out, starts, device = [], range(0, len(batches), batch_size), module_device(model)
     for start in track(starts, "predicting", len(starts)) if track else starts:
-        out.append(model(channels_last(batches.get(np.arange(start, min(start + batch_size, len(batches)))))).float())
+        x = batches.get(np.arange(start, min(start + batch_size, len(batches)))).to(device, non_blocking=True)
+        with precision.autocast() if precision else nullcontext():
+            out.append(model(channels_last(x)).float().cpu())
     return torch.cat(out).numpy()

@@ -52,7 +52,7 @@ def round_to_half(module: torch.nn.Module) -> None:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False) -> None:
     """Write atomically; `half` stores weights in fp16 (loaded back as fp32), BatchNorm statistics in fp32."""
-    state = {k: (v.half() if half and _storable_in_half(k, v) else v).detach().clone() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and _storable_in_half(k, v) else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "dermcli_version": __version__}, "state_dict": state}
     if training_state is not None:
         payload["training_state"] = training_state

@@ -54,6 +54,8 @@ def train(
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
     folds: Annotated[Optional[int], ranged("folds", "Cross-validate: train one model per lesion-level fold of the non-test images into OUT/fold_K (test split untouched).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run (or cross-validation) in this folder from where it stopped.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
+    amp: Annotated[str, typer.Option(help="Mixed precision: bf16, fp16 (CUDA only) or none; default bf16 on GPUs that support it, else none.")] = "",
     overwrite: Annotated[bool, typer.Option(help="Allow training into a folder that already holds a run.")] = False,
 ):
     """Train a model on a lesion-level split; writes the run folder."""
@@ -67,17 +69,17 @@ def train(
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides, head=head, input_size=input_size or 0,
                       target_sensitivity=target_sensitivity, deterministic=deterministic,
-                      warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0)
+                      warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0, amp=amp)
     from dermcli.crossval import is_cv_run, train_folds
 
     if folds or (resume is not None and is_cv_run(resume)):
         with progress_bars() as track:
-            summary = train_folds(cfg, folds, resume=resume is not None, overwrite=overwrite, track=track, log=log)
+            summary = train_folds(cfg, folds, resume=resume is not None, overwrite=overwrite, track=track, log=log, device=device)
         console.print(summary.read_text(), highlight=False)
         console.print(f"cross-validation summary: {summary}; out-of-fold report: {summary.parent / 'oof'}")
         return
     with progress_bars() as track:
-        best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log)
+        best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log, device=device)
     console.print(f"best checkpoint: {best}")
 
 
@@ -93,6 +95,7 @@ def evaluate(
     batch_size: Annotated[int, ranged("eval:batch-size", "Images per forward pass.")] = 64,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
     from dermcli.evaluate import evaluate as run_eval
@@ -101,7 +104,7 @@ def evaluate(
     if split not in ("train", "val", "test", "all"):
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
-        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta)
+        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta, device)
     show_report(write_reports(folder), folder)
 
 
@@ -145,8 +148,12 @@ def models(
 
     from dermcli.models.torchvision_zoo import catalogue
 
-    rows = [{"model": "cnn", "parameters": 580_000, "input_size": 28, "cached": None},
-            {"model": "resnet50", "parameters": 24_690_000, "input_size": 224, "cached": None}] + catalogue()
+    from dermcli.checkpoint import num_outputs
+    from dermcli.models import get_backend
+
+    cards = [get_backend(name) for name in ("cnn", "resnet50")]
+    rows = [{"model": b.name, "parameters": sum(p.numel() for p in b.build(num_outputs(b.default_task), {}).parameters()),
+             "input_size": b.input_size, "cached": None} for b in cards] + catalogue()
     if timm:
         from dermcli.models.timm_zoo import catalogue as timm_catalogue
 
@@ -223,9 +230,10 @@ def predict(
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
-    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta):
+    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta, device):
         raise typer.Exit(code)
 
 

@@ -41,7 +41,8 @@ def load_aligned(folders: list[Path]) -> list[dict]:
             if len(differs):
                 raise DermcliError(f"{other['folder']}: image {a['image_id'][differs[0]]} has {column} {b[column][differs[0]]!r}, "
                                    f"not {a[column][differs[0]]!r} as in {first['folder']}")
-        differs = np.flatnonzero(first["y_mal"] != other["y_mal"])
+        same_classes = first["info"]["class_names"] == other["info"]["class_names"]
+        differs = np.flatnonzero((first["y"] != other["y"]) if same_classes else (first["y_mal"] != other["y_mal"]))
         if len(differs):
             raise DermcliError(f"{other['folder']}: image {a['image_id'][differs[0]]} is labelled differently than in {first['folder']}")
     names = [Path(e["info"].get("weights") or e["folder"]).stem for e in evals]

@@ -40,11 +40,13 @@ class TrainConfig:
     target_sensitivity: float = 0.90
     warmup_epochs: int = 0  # staged fine-tuning: train the head alone this many epochs first
     finetune_lr: float = 0.0  # learning rate after the warm-up; 0 = lr / 10
+    amp: str = ""  # autocast precision: bf16, fp16 or none; "" = bf16 on GPUs that support it, else none (devices.resolve_amp)
     deterministic: bool = False
 
     def resolved(self) -> "TrainConfig":
         """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
         from dermcli.models import PREPROCESSING, get_backend
+        from dermcli.devices import AMP
         from dermcli.models.common import HEADS
         from dermcli.models.resnet50 import STRIDES
 
@@ -65,7 +67,7 @@ class TrainConfig:
             # a backbone's module paths are checked where the model is split (models.common.split_at)
             ("freeze", cfg.freeze, backend.freeze_choices if not backend.freeze_points else (cfg.freeze,)),
             ("preprocessing", cfg.preprocessing, PREPROCESSING), ("strides", cfg.strides, STRIDES),
-            ("head", cfg.head, ("",) + HEADS if not cfg.head else HEADS),
+            ("head", cfg.head, ("",) + HEADS if not cfg.head else HEADS), ("amp", cfg.amp, ("",) + AMP),
         ]
         for name, value, allowed in checks:
             if value not in allowed:

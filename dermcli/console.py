@@ -69,7 +69,8 @@ def run_guarded(command, *args, **kwargs) -> None:
 
 
 def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
-                    as_json: bool = False, out: Path | None = None, engine: str = "auto", tta: str | None = None) -> int:
+                    as_json: bool = False, out: Path | None = None, engine: str = "auto", tta: str | None = None,
+                    device: str = "auto") -> int:
     """`dermcli predict`: print a verdict per image; 1 if any file could not be read, else 0."""
     from dermcli.predict import DISCLAIMER
     from dermcli.predict import predict as run_predict
@@ -77,7 +78,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
     if out is not None:
         ensure_writable_file(out, "--out", "predictions.csv")
     with progress_bars() as track:
-        results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log, tta=tta)
+        results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log, tta=tta, device=device)
     for p in results:
         if as_json:
             print(json.dumps({**vars(p), "malignant": p.malignant}))

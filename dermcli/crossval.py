@@ -33,7 +33,7 @@ def is_cv_run(folder: Path) -> bool:
 
 
 def train_folds(cfg: TrainConfig, folds: int | None, resume: bool = False, overwrite: bool = False, track=None,
-                log=lambda msg: None) -> Path:
+                log=lambda msg: None, device: str = "auto") -> Path:
     """Train and evaluate every fold not yet done; returns the path of cv_summary.md."""
     from dermcli.train import train
 
@@ -60,8 +60,9 @@ def train_folds(cfg: TrainConfig, folds: int | None, resume: bool = False, overw
         half_done = (fold / "last.pt").is_file()
         if not half_done:
             save_split(split, fold / "split.csv")
-        train(replace(cfg, out=str(fold), split_file=str(fold / "split.csv")), resume=half_done, overwrite=True, track=track, log=log)
-        evaluate(fold / "best.pt", Path(cfg.data), fold / "val_eval", "val", fold / "split.csv", track=track, log=log)
+        train(replace(cfg, out=str(fold), split_file=str(fold / "split.csv")), resume=half_done, overwrite=True, track=track, log=log,
+              device=device)
+        evaluate(fold / "best.pt", Path(cfg.data), fold / "val_eval", "val", fold / "split.csv", track=track, log=log, device=device)
         write_reports(fold / "val_eval", plots=False)
     return summarise(out, folds)
 

@@ -40,13 +40,13 @@ class TorchRunner:
         self.model, self.meta = model, meta
 
     @classmethod
-    def load(cls, weights: Path) -> "TorchRunner":
+    def load(cls, weights: Path, device="cpu") -> "TorchRunner":
         import torch
 
         from dermcli.checkpoint import load_model
 
         model, meta = load_model(weights)
-        return cls(model.to(memory_format=torch.channels_last), meta)  # NHWC convolutions run faster on CPUs
+        return cls(model.to(device, memory_format=torch.channels_last), meta)  # NHWC convolutions run faster
 
     def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
         from dermcli.batches import ImageBatches, predict_logits
@@ -164,10 +164,20 @@ def cached_onnx(weights: Path) -> OnnxRunner:
         return OnnxRunner(portable)
 
 
-def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None):
+def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None, device: str = "auto"):
+    """The engine for `weights`. On a GPU, PyTorch runs the model there (the ONNX Runtime installed with dermcli
+    is its CPU build; PyTorch is already here and needs no second CUDA stack); on the CPU, auto is ONNX Runtime."""
     if engine not in ENGINES:
         raise DermcliError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
     weights = Path(weights)
+    from dermcli.devices import resolve_device
+
+    where = resolve_device(device)
+    if str(where) != "cpu":
+        if engine == "onnx":
+            raise DermcliError(f"--engine onnx runs on the CPU: use --engine torch (or auto) with --device {device}")
+        log(f"running on {where} with PyTorch")
+        return TorchRunner.load(weights, where)
     if engine == "torch":
         return TorchRunner.load(weights)
     try:

@@ -33,7 +33,7 @@ def resolve_split_file(weights: Path, split_file: Path | None) -> Path:
 
 def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_file: Path | None = None, images: Path | None = None,
              threshold: float | None = None, engine: str = "auto", batch_size: int = 64, track=None, log=lambda msg: None,
-             tta: str | None = None) -> Path:
+             tta: str | None = None, device: str = "auto") -> Path:
     """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
     check("threshold", threshold)
     check("eval:batch-size", batch_size)
@@ -42,7 +42,7 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
 
     check_tta(tta)
 
-    runner = load_runner(Path(weights), engine, log)
+    runner = load_runner(Path(weights), engine, log, device)
     meta = runner.meta
     table = load_dataset(Path(data), images)
     run_dir = Path(weights).parent  # where the run's history.csv, config.json and split.csv live

@@ -28,14 +28,14 @@ def validation_metrics(y: np.ndarray, logits: np.ndarray, task: str, temperature
     return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "macro_auc": m["macro_auc"], "loss": m["loss"]}
 
 
-def loss_function(cfg: TrainConfig, y_train: np.ndarray):
+def loss_function(cfg: TrainConfig, y_train: np.ndarray, device: torch.device | str = "cpu"):
     counts = np.bincount(y_train, minlength=2 if cfg.task == "binary" else 7).astype(np.float64)
     power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[cfg.class_weights]
     if cfg.task == "binary":
         # pos_weight = negatives / positives (about 4.1 on HAM10000), to the chosen power.
-        pos_weight = torch.tensor([(counts[0] / max(counts[1], 1)) ** power], dtype=torch.float32)
+        pos_weight = torch.tensor([(counts[0] / max(counts[1], 1)) ** power], dtype=torch.float32, device=device)
         bce = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
         smooth = cfg.label_smoothing
         return lambda logits, y: bce(logits.squeeze(1), y.float() * (1 - smooth) + 0.5 * smooth)
     weights = (counts.sum() / (len(counts) * np.maximum(counts, 1))) ** power
-    return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing)
+    return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device), label_smoothing=cfg.label_smoothing)

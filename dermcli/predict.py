@@ -78,7 +78,7 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
 
 def predict(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
             engine: str = "auto", batch_size: int = 32, track=None, log=lambda msg: None,
-            tta: str | None = None) -> tuple[list[Prediction], list[tuple[str, str]]]:
+            tta: str | None = None, device: str = "auto") -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
     Without `weights`, the shipped weights of `model` (default cnn) are used; with both, weights of
@@ -92,7 +92,7 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
     if not paths and problems:
         return [], problems
     weights = Path(weights) if weights else default_weights(model or "cnn")
-    runner = load_runner(weights, engine, log)
+    runner = load_runner(weights, engine, log, device)
     meta = runner.meta
     if model and meta["backend"] != model:
         raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")

@@ -2,7 +2,7 @@
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, make_split, save_split, select
+from dermcli.devices import NonFiniteLoss, Precision, module_device, resolve_amp, resolve_device
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
 from dermcli.labels import class_names, task_targets
@@ -30,18 +31,23 @@ class Interrupted(DermcliError):
     exit_code = 130
 
 
-def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None, after_step=None) -> float:
-    """One pass over `batches` in random order; `after_step()` runs after every optimizer step."""
+def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None, after_step=None,
+                    precision: Precision | None = None) -> float:
+    """One pass over `batches` in random order on the model's device; `after_step()` runs after every optimizer step."""
     model.train()
+    device = module_device(model)
+    precision = precision or Precision("none", device)
     order = rng.permutation(len(batches))
     starts = range(0, len(order) - 1, batch_size)  # a last batch of one would break BatchNorm
     total, seen = 0.0, 0
     for start in track(starts, "training", len(starts)) if track else starts:
         idx = order[start:start + batch_size]
-        loss = loss_fn(model(channels_last(batches.get(idx, rng))), y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        x = batches.get(idx, rng)
+        x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
+        with precision.autocast():
+            logits = model(channels_last(x))
+        loss = loss_fn(logits.float(), y[idx].to(device, non_blocking=True))  # losses in fp32, whatever the forward ran in
+        precision.step(loss, optimizer)
         if after_step:
             after_step()
         total, seen = total + loss.item() * len(idx), seen + len(idx)
@@ -112,17 +118,19 @@ def run_split(cfg: TrainConfig, table: pd.DataFrame, out: Path, resume: bool) ->
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resume_epochs: int | None = None, track=None,
-          log=lambda msg: None) -> Path:
-    """Train into cfg.out; returns the path of best.pt.
+          log=lambda msg: None, device: str = "auto") -> Path:
+    """Train into cfg.out on `device`; returns the path of best.pt.
 
-    With `resume`, continue from cfg.out/last.pt with its stored config; `resume_epochs` changes the
-    total number of epochs (to extend a run, or to end it early and calibrate).
+    With `resume`, continue from cfg.out/last.pt with its stored config (on any device); `resume_epochs`
+    changes the total number of epochs (to extend a run, or to end it early and calibrate).
     """
     state = None
     if resume:
         state = read_checkpoint(Path(cfg.out) / "last.pt")
         cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs is not None else {})})
     cfg = cfg.resolved()
+    where = torch.device(resolve_device(device))
+    cfg = replace(cfg, amp=resolve_amp(cfg.amp, where))
     out = prepare_run(cfg, resume, overwrite)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic)
@@ -141,7 +149,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     y_val = np.array(task_targets(val_rows["dx"], cfg.task))
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
 
-    model.to(memory_format=torch.channels_last)
+    model.to(where, memory_format=torch.channels_last)
+    precision = Precision(cfg.amp, where)
+    log(f"training on {where}" + (f" with {cfg.amp} autocast" if cfg.amp != "none" else ""))
     if cfg.fp16_frozen and state is None:
         round_to_half(backend.split_frozen(model, cfg.freeze)[0])
     paths = (train_rows["path"].tolist(), val_rows["path"].tolist())
@@ -160,6 +170,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             stage.scheduler.load_state_dict(ts["scheduler"])
         rng.bit_generator.state = ts["numpy_rng"]
         torch.set_rng_state(ts["torch_rng"])
+        if where.type == "cuda" and "cuda_rng" in ts:
+            torch.cuda.set_rng_state_all(ts["cuda_rng"])
         stopping, history = ts["stopping"], ts["history"]
         if average:
             average.model.load_state_dict(ts["ema"]["state_dict"])
@@ -172,7 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     }
     write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     y_train_t = torch.from_numpy(y_train)
-    loss_fn = loss_function(cfg, y_train)
+    loss_fn = loss_function(cfg, y_train, where)
     epoch, calibrating = start_epoch - 1, False
     try:
         for epoch in track(range(start_epoch, cfg.epochs + 1), "epochs", cfg.epochs - start_epoch + 1) if track else range(start_epoch, cfg.epochs + 1):
@@ -184,8 +196,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                 evaluated_trainable = stage.trainable
             t0 = time.perf_counter()
             train_loss = train_one_epoch(stage.trainable, stage.train_in, y_train_t, loss_fn, stage.optimizer, rng, cfg.batch_size, track,
-                                         after_step=average.update if average else None)
-            val = validation_metrics(y_val, predict_logits(evaluated_trainable, stage.val_in), cfg.task)
+                                         after_step=average.update if average else None, precision=precision)
+            val = validation_metrics(y_val, predict_logits(evaluated_trainable, stage.val_in, precision=precision), cfg.task)
             selection = next(iter(val.values()))
             stage.scheduler.step(selection) if cfg.scheduler == "plateau" else stage.scheduler.step()
             history.append({"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
@@ -199,6 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             training_state = {"stage": stage.number, "optimizer": stage.optimizer.state_dict(), "scheduler": stage.scheduler.state_dict(),
                               "numpy_rng": rng.bit_generator.state,
                               "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch,
+                              **({"cuda_rng": torch.cuda.get_rng_state_all()} if where.type == "cuda" else {}),
                               **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
@@ -206,8 +219,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         final = stage if stage.freeze == cfg.freeze else build_stage(2, cfg, model, backend, *paths, track)  # inputs of cfg.freeze
         return calibrate(out / "best.pt", cfg, final.val_in, y_val, log)
     except KeyboardInterrupt:
-        where = "while calibrating" if calibrating else f"in epoch {epoch}"
-        raise Interrupted(f"interrupted {where}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None
+        moment = "while calibrating" if calibrating else f"in epoch {epoch}"
+        raise Interrupted(f"interrupted {moment}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None
+    except NonFiniteLoss:
+        kept = f"last.pt holds epoch {epoch - 1}, the last good one" if epoch > 1 else "no epoch had finished"
+        raise DermcliError(f"the loss became NaN or infinite in epoch {epoch}: stopped; {kept} "
+                           f"(try a lower --lr{', or --amp none' if cfg.amp != 'none' else ''})") from None
 
 
 def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log) -> Path:
