@@ -10,23 +10,65 @@ from dermcli.data.cache import cache_dir
 from dermcli.devices import module_device
 from dermcli.errors import DermcliError
 from dermcli.io import atomic_path
-from dermcli.preprocess import augment, normalize
+from dermcli.preprocess import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, apply_augmentation, draw_augmentation, normalize
 
 
 class ImageBatches:
-    """uint8 (N, H, W, 3) images -> normalised float NCHW batches, augmented when training."""
+    """uint8 (N, H, W, 3) images -> normalised float NCHW batches, augmented when training.
 
-    def __init__(self, images: np.ndarray, preprocessing: str, augment: str = "none"):
-        self.images, self.preprocessing, self.augment = images, preprocessing, augment
+    With a `device` (a GPU), the uint8 batch goes there through pinned memory and is augmented and
+    normalised by tensor ops on the device, from the same draws as the numpy path (preprocess.draw_augmentation).
+    """
+
+    def __init__(self, images: np.ndarray, preprocessing: str, augment: str = "none", device: torch.device | None = None):
+        self.images, self.preprocessing, self.augment, self.device = images, preprocessing, augment, device
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         x = self.images[np.sort(idx)] if rng is None else self.images[idx]
-        if rng is not None and self.augment != "none":
-            x = augment(x, rng, turns=self.augment == "dihedral")
-        return torch.from_numpy(normalize(x, self.preprocessing))
+        params = draw_augmentation(len(x), rng, turns=self.augment == "dihedral") if rng is not None and self.augment != "none" else None
+        if self.device is None:
+            return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        x = (x.pin_memory() if self.device.type == "cuda" else x).to(self.device, non_blocking=True)
+        return normalize_on_device(augment_on_device(x, params) if params else x, self.preprocessing)
+
+
+def augment_on_device(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """preprocess.apply_augmentation as tensor ops on x's device: uint8 (N, S, S, 3) -> uint8. Same draws give
+    the same pixels, up to float rounding at the final truncation (a test holds the two side by side)."""
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    for i in range(len(x)):
+        img = torch.rot90(x[i], int(params["turns"][i]), dims=(0, 1))
+        img = img.flip(1) if params["hflip"][i] else img
+        out[i] = img.flip(0) if params["vflip"][i] else img
+    if "brightness" in params:
+        brightness, contrast, saturation = (torch.from_numpy(params[k]).to(x.device).view(-1, 1, 1, 1)
+                                            for k in ("brightness", "contrast", "saturation"))
+        out *= brightness
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * contrast + mean
+        gray = out.mean(dim=3, keepdim=True)
+        out = (out - gray) * saturation + gray
+    return (out + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+def normalize_on_device(x: torch.Tensor, preprocessing: str) -> torch.Tensor:
+    """preprocess.normalize as tensor ops: uint8 (N, H, W, 3) -> float32 (N, 3, H, W), channels-last in memory."""
+    x = x.float()
+    if preprocessing == "unit":
+        x = x / 255.0
+    elif preprocessing == "imagenet":
+        x = (x / 255.0 - torch.from_numpy(IMAGENET_MEAN).to(x.device)) / torch.from_numpy(IMAGENET_STD).to(x.device)
+    elif preprocessing == "caffe":
+        x = x.flip(-1) - torch.from_numpy(CAFFE_MEAN_BGR).to(x.device)
+    elif preprocessing == "inception":
+        x = x / 127.5 - 1.0
+    else:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}")
+    return x.permute(0, 3, 1, 2)
 
 
 class FeatureBatches:

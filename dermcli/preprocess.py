@@ -30,22 +30,25 @@ def normalize(images: np.ndarray, preprocessing: str) -> np.ndarray:
 AUGMENTATIONS = ("dihedral", "flips", "none")
 
 
-def augment(images: np.ndarray, rng: np.random.Generator, turns: bool = True, jitter: float = 0.1) -> np.ndarray:
-    """Dermoscopy has no up or right: random flips (and 90-degree turns if `turns`), plus mild colour jitter.
+def draw_augmentation(n: int, rng: np.random.Generator, turns: bool = True, jitter: float = 0.1) -> dict[str, np.ndarray]:
+    """Random flips (and 90-degree turns if `turns`) and colour-jitter factors for n images, drawn in one fixed
+    order, so the numpy path here and the tensor path on a GPU (batches.augment_on_device) see the same draws."""
+    params = {"hflip": rng.random(n) < 0.5, "vflip": rng.random(n) < 0.5,
+              "turns": rng.integers(0, 4, n) if turns else np.zeros(n, dtype=int)}
+    if jitter:
+        params["brightness"], params["contrast"], params["saturation"] = rng.uniform(1 - jitter, 1 + jitter, (3, n)).astype(np.float32)
+    return params
 
-    Turns of images stretched to a square from 4:3 also swap the stretch direction: `flips` avoids that.
-    uint8 (N, H, W, 3) -> uint8 (N, H, W, 3); H == W.
-    """
-    n = len(images)
-    hflip, vflip = rng.random(n) < 0.5, rng.random(n) < 0.5
-    turns = rng.integers(0, 4, n) if turns else np.zeros(n, dtype=int)
+
+def apply_augmentation(images: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 (N, H, W, 3), H == W: each image turned, mirrored, then colour-jittered."""
     out = np.empty(images.shape, dtype=np.float32)
     for i, img in enumerate(images):
-        img = np.rot90(img, turns[i])
-        img = img[:, ::-1] if hflip[i] else img
-        out[i] = img[::-1] if vflip[i] else img
-    if jitter:
-        brightness, contrast, saturation = (rng.uniform(1 - jitter, 1 + jitter, (3, n, 1, 1, 1))).astype(np.float32)
+        img = np.rot90(img, params["turns"][i])
+        img = img[:, ::-1] if params["hflip"][i] else img
+        out[i] = img[::-1] if params["vflip"][i] else img
+    if "brightness" in params:
+        brightness, contrast, saturation = (params[k][:, None, None, None] for k in ("brightness", "contrast", "saturation"))
         out *= brightness
         mean = out.mean(axis=(1, 2, 3), keepdims=True)
         out = (out - mean) * contrast + mean
@@ -53,3 +56,11 @@ def augment(images: np.ndarray, rng: np.random.Generator, turns: bool = True, ji
         out = (out - gray) * saturation + gray
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
+
+def augment(images: np.ndarray, rng: np.random.Generator, turns: bool = True, jitter: float = 0.1) -> np.ndarray:
+    """Dermoscopy has no up or right: random flips (and 90-degree turns if `turns`), plus mild colour jitter.
+
+    Turns of images stretched to a square from 4:3 also swap the stretch direction: `flips` avoids that.
+    uint8 (N, H, W, 3) -> uint8 (N, H, W, 3); H == W.
+    """
+    return apply_augmentation(images, draw_augmentation(len(images), rng, turns, jitter))

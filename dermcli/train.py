@@ -42,8 +42,8 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
     total, seen = 0.0, 0
     for start in track(starts, "training", len(starts)) if track else starts:
         idx = order[start:start + batch_size]
-        x = batches.get(idx, rng)
-        x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
+        x = batches.get(idx, rng)  # already on the device when the batches augment there
+        x = (x.pin_memory() if device.type == "cuda" and x.device.type == "cpu" else x).to(device, non_blocking=True)
         with precision.autocast():
             logits = model(channels_last(x))
         loss = loss_fn(logits.float(), y[idx].to(device, non_blocking=True))  # losses in fp32, whatever the forward ran in
@@ -54,11 +54,13 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
     return total / max(seen, 1)
 
 
-def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], training: bool, track=None):
-    """Decoded images (augmented when training), or the frozen prefix's cached outputs under `freeze`."""
+def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], training: bool, track=None, device=None):
+    """Decoded images (augmented when training; on a GPU by tensor ops there), or the frozen prefix's cached
+    outputs under `freeze`."""
     images = cached_images(paths, cfg.input_size, track)
     if freeze == "none":
-        return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none")
+        on_device = device if device is not None and device.type != "cpu" else None  # the numpy path is the faster one on a CPU
+        return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none", on_device)
     return frozen_features(frozen, images, cfg.preprocessing, flips=training and cfg.augment != "none", track=track)
 
 
@@ -97,8 +99,10 @@ def build_stage(number: int, cfg: TrainConfig, model, backend, train_paths: list
     lr = cfg.lr if warmup or not cfg.warmup_epochs else cfg.finetune_lr
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
     epochs = cfg.warmup_epochs if warmup else cfg.epochs - cfg.warmup_epochs
-    return Stage(number, freeze, trainable, trainable_inputs(cfg, freeze, frozen, train_paths, True, track),
-                 trainable_inputs(cfg, freeze, frozen, val_paths, False, track), optimizer, make_scheduler(cfg, optimizer, max(epochs, 1)))
+    device = module_device(model)
+    return Stage(number, freeze, trainable, trainable_inputs(cfg, freeze, frozen, train_paths, True, track, device),
+                 trainable_inputs(cfg, freeze, frozen, val_paths, False, track, device), optimizer,
+                 make_scheduler(cfg, optimizer, max(epochs, 1)))
 
 
 def prepare_run(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:

@@ -81,3 +81,20 @@ def test_cuda_training_with_bf16_and_evaluation_on_the_gpu(small_ham, tmp_path):
     on_gpu, _ = predict([str(REPO / "examples" / "ISIC_0026531.jpg")], best, engine="torch", device="cuda")
     on_cpu, _ = predict([str(REPO / "examples" / "ISIC_0026531.jpg")], best, engine="torch", device="cpu")
     assert np.allclose(list(on_gpu[0].probabilities.values()), list(on_cpu[0].probabilities.values()), atol=1e-3)
+
+
+@pytest.mark.parametrize("augment", ["dihedral", "flips"])
+@pytest.mark.parametrize("preprocessing", ["unit", "imagenet", "caffe", "inception"])
+def test_tensor_augmentation_gives_the_numpy_paths_pixels_from_the_same_draws(augment, preprocessing):
+    from dermcli.batches import ImageBatches
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 24, 24, 3), dtype=np.uint8)
+    idx = np.random.default_rng(1).permutation(64)[:32]
+    on_numpy = ImageBatches(images, preprocessing, augment).get(idx, np.random.default_rng(7))
+    on_tensors = ImageBatches(images, preprocessing, augment, device=torch.device("cpu")).get(idx, np.random.default_rng(7))
+    step = {"unit": 1 / 255, "imagenet": 1 / (255 * 0.224), "caffe": 1.0, "inception": 1 / 127.5}[preprocessing]
+    difference = (on_numpy - on_tensors).abs()
+    # Equal pixels, except where float rounding lands a jittered value on the other side of an integer: one level.
+    assert difference.max() <= step * 1.01 + 1e-5 and (difference < 1e-5).float().mean() > 0.99
+    plain = ImageBatches(images, preprocessing).get(idx)
+    assert torch.allclose(plain, ImageBatches(images, preprocessing, device=torch.device("cpu")).get(idx), atol=1e-5)
