@@ -150,3 +150,16 @@ def test_a_cut_inside_a_residual_block_or_at_no_module_is_refused():
         get_backend("resnet18").split_frozen(net, "layer3.0.conv1")
     with pytest.raises(DermcliError, match="no such module in the backbone .*layer3"):
         get_backend("resnet18").split_frozen(net, "layer9")
+
+
+def test_models_lists_timm_and_whether_its_weights_are_cached(tmp_path):
+    pytest.importorskip("timm")
+    snapshot = tmp_path / "hf" / "models--timm--tf_efficientnet_lite0.in1k"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("0123abc")
+    (snapshot / "snapshots" / "0123abc").mkdir(parents=True)
+    (snapshot / "snapshots" / "0123abc" / "model.safetensors").write_bytes(b"weights")
+    listing = run_cli("models", "--timm", "efficientnet_lite0", env={"HF_HUB_CACHE": str(tmp_path / "hf")})
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[4].strip() for line in listing.stdout.splitlines() if line.startswith("│")}
+    assert rows == {"timm/efficientnet_lite0": "no", "timm/tf_efficientnet_lite0": "yes"}

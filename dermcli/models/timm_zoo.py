@@ -75,11 +75,22 @@ def backend(name: str) -> TimmBackend:
 
 
 def catalogue() -> list[dict]:
-    """Every timm model with pretrained weights: name and input size (parameters are only known once built)."""
+    """Every timm model with pretrained weights: name, input size, and whether its default weights are in the
+    Hugging Face or torch hub cache already (parameters are only known once built)."""
+    from pathlib import Path
+
+    from huggingface_hub import try_to_load_from_cache
+    from torch.hub import get_dir
+
+    def cached(config) -> bool:  # where timm looks: the Hugging Face hub if the weights live there, else their URL
+        if config.hf_hub_id:
+            return any(isinstance(try_to_load_from_cache(config.hf_hub_id, f), str) for f in ("model.safetensors", "pytorch_model.bin"))
+        return bool(config.url) and (Path(get_dir()) / "checkpoints" / Path(config.url).name).is_file()
+
     timm = _timm()
-    rows = []
+    rows = {}
     for name in timm.list_models(pretrained=True):
-        config = timm.get_pretrained_cfg(name.split(".")[0])
-        rows.append({"model": PREFIX + name.split(".")[0], "parameters": None, "input_size": config.input_size[-1] if config else None,
-                     "cached": None})
-    return list({r["model"]: r for r in rows}.values())
+        model = name.split(".")[0]
+        if PREFIX + model not in rows and (config := timm.get_pretrained_cfg(model)):
+            rows[PREFIX + model] = {"model": PREFIX + model, "parameters": None, "input_size": config.input_size[-1], "cached": cached(config)}
+    return list(rows.values())
