@@ -38,6 +38,11 @@ def confusion_plot(path: Path, cm: np.ndarray, names: list[str], title: str) -> 
     return _save(fig, path)
 
 
+def _label_roc_pr(roc_ax, pr_ax, title: str) -> None:
+    roc_ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{title}\nROC, malignant vs benign")
+    pr_ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=f"{title}\nprecision-recall, malignant vs benign")
+
+
 def curves_plot(path: Path, y: np.ndarray, score: np.ndarray, threshold: float, r: dict, title: str) -> Path:
     from dermcli.metrics import pr_points, roc_points
 
@@ -48,11 +53,10 @@ def curves_plot(path: Path, y: np.ndarray, score: np.ndarray, threshold: float, 
     roc_ax.plot(fpr, tpr, label=f"ROC-AUC {b['roc_auc']:.3f}")
     roc_ax.plot([0, 1], [0, 1], ":", color="grey")
     roc_ax.plot(1 - b["specificity"], b["recall"], "o", color="red", label=f"threshold {threshold:.3f}")
-    roc_ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{title}\nROC, malignant vs benign")
     pr_ax.plot(recall, precision, label=f"PR-AUC {b['pr_auc']:.3f}")
     pr_ax.axhline(y.mean(), ls=":", color="grey", label=f"prevalence {y.mean():.3f}")
     pr_ax.plot(b["recall"], b["precision"], "o", color="red", label=f"threshold {threshold:.3f}")
-    pr_ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=f"{title}\nprecision-recall, malignant vs benign")
+    _label_roc_pr(roc_ax, pr_ax, title)
     for ax in (roc_ax, pr_ax):
         ax.legend(loc="lower right" if ax is roc_ax else "upper right")
     return _save(fig, path)
@@ -67,9 +71,8 @@ def overlaid_curves_plot(path: Path, models: list[tuple[str, np.ndarray, np.ndar
         roc_ax.plot(*roc_points(y, score), label=f"{name} (ROC-AUC {roc_auc(y, score):.3f})")
         pr_ax.plot(*pr_points(y, score), label=f"{name} (PR-AUC {average_precision(y, score):.3f})")
     roc_ax.plot([0, 1], [0, 1], ":", color="grey")
-    roc_ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{title}\nROC, malignant vs benign")
     pr_ax.axhline(models[0][1].mean(), ls=":", color="grey", label="prevalence")
-    pr_ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=f"{title}\nprecision-recall, malignant vs benign")
+    _label_roc_pr(roc_ax, pr_ax, title)
     roc_ax.legend(loc="lower right", fontsize=8)
     pr_ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)

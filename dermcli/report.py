@@ -78,9 +78,8 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
         result["per_class_auc"] = dict(zip(names, ovr_auc(y, probs)))
         result["per_class_auc_above_80"] = dict(zip(names, ovr_auc_above_sensitivity(y, probs, 0.80)))
     w = bootstrap.group_weights(predictions["lesion_id"].to_numpy(), resamples, seed)
-    scores = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, y_pred, len(names), w))
-    scores["roc_auc"] = bootstrap.weighted_auc(y_mal, score, w)
-    scores["pr_auc"] = bootstrap.weighted_average_precision(y_mal, score, w)
+    figures = bootstrap.decision_figures(d, w, on_classes=multiclass)
+    scores = {k: figures[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc")}
     if multiclass:
         scores["macro_auc"] = np.nanmean([bootstrap.weighted_auc((y == k).astype(int), probs[:, k], w)
                                           for k in range(len(names)) if 0 < (y == k).sum() < len(y)], axis=0)

@@ -1,5 +1,6 @@
 """Training: split, build, fit with early stopping, then calibrate on validation. Resumable from last.pt."""
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -88,10 +89,11 @@ def stage_number(cfg: TrainConfig, epoch: int) -> int:
     return 2 if cfg.warmup_epochs and epoch > cfg.warmup_epochs else 1
 
 
-def build_stage(number: int, cfg: TrainConfig, model, backend, train_paths: list[str], val_paths: list[str], track=None) -> Stage:
+def build_stage(number: int, cfg: TrainConfig, model, parts, train_paths: list[str], val_paths: list[str], track=None) -> Stage:
+    """`parts(freeze)` -> (frozen, trainable) of `model` (train() keeps one per --freeze value: an fx cut costs seconds)."""
     warmup = number == 1 and cfg.warmup_epochs > 0
     freeze = "backbone" if warmup else cfg.freeze
-    frozen, trainable = backend.split_frozen(model, freeze)
+    frozen, trainable = parts(freeze)
     for p in model.parameters():
         p.requires_grad_(True)
     for p in frozen.parameters():
@@ -144,7 +146,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         backend.initialise(model, cfg.model_options(), log)
     else:
         model.load_state_dict(state["state_dict"])
-    backend.split_frozen(model, cfg.freeze)  # likewise: a --freeze point the model cannot be cut at fails here
+    model.to(where, memory_format=torch.channels_last)
+    # Cut once per --freeze value, after the move (a cut refers to the model's tensors); cutting here also fails
+    # a --freeze point the model cannot be cut at before anything is written.
+    parts = functools.cache(lambda freeze: backend.split_frozen(model, freeze))
+    parts(cfg.freeze)
 
     table = load_dataset(Path(cfg.data))
     split = run_split(cfg, table, out, resume)
@@ -153,14 +159,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     y_val = np.array(task_targets(val_rows["dx"], cfg.task))
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
 
-    model.to(where, memory_format=torch.channels_last)
     precision = Precision(cfg.amp, where)
     log(f"training on {where}" + (f" with {cfg.amp} autocast" if cfg.amp != "none" else ""))
     if cfg.fp16_frozen and state is None:
-        round_to_half(backend.split_frozen(model, cfg.freeze)[0])
+        round_to_half(parts(cfg.freeze)[0])
     paths = (train_rows["path"].tolist(), val_rows["path"].tolist())
     start_epoch = state["training_state"]["epoch"] + 1 if state else 1
-    stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, backend, *paths, track)
+    stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, parts, *paths, track)
     rng = np.random.default_rng(cfg.seed)
     average = WeightAverage(model, lambda m: backend.split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
     evaluated = average.model if average else model  # what validation scores and best.pt stores
@@ -196,7 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                 break
             if stage_number(cfg, epoch) != stage.number:
                 log(f"epoch {epoch}: warm-up over, training down to --freeze {cfg.freeze} at lr {cfg.finetune_lr:g}")
-                stage = build_stage(stage_number(cfg, epoch), cfg, model, backend, *paths, track)
+                stage = build_stage(stage_number(cfg, epoch), cfg, model, parts, *paths, track)
                 evaluated_trainable = stage.trainable
             t0 = time.perf_counter()
             train_loss = train_one_epoch(stage.trainable, stage.train_in, y_train_t, loss_fn, stage.optimizer, rng, cfg.batch_size, track,
@@ -220,8 +225,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
         calibrating = True
-        final = stage if stage.freeze == cfg.freeze else build_stage(2, cfg, model, backend, *paths, track)  # inputs of cfg.freeze
-        return calibrate(out / "best.pt", cfg, final.val_in, y_val, log)
+        val_in = stage.val_in if stage.freeze == cfg.freeze else trainable_inputs(cfg, cfg.freeze, parts(cfg.freeze)[0], paths[1], False,
+                                                                                   track, where)  # stopped in the warm-up
+        return calibrate(out / "best.pt", cfg, val_in, y_val, log)
     except KeyboardInterrupt:
         moment = "while calibrating" if calibrating else f"in epoch {epoch}"
         raise Interrupted(f"interrupted {moment}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None

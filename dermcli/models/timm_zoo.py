@@ -40,10 +40,9 @@ class TimmBackend(Backend):
         if options.get("init"):
             init_from_file(model, str(options["init"]), log, prefix="backbone.")
         elif options.get("pretrained"):
+            timm = _timm()
             try:
-                state = _timm().create_model(self.timm_name, pretrained=True, num_classes=0).state_dict()
-            except DermcliError:
-                raise
+                state = timm.create_model(self.timm_name, pretrained=True, num_classes=0).state_dict()
             except Exception as e:  # network, hub and format failures all mean "cannot have them here"
                 raise DermcliError(f"timm could not get pretrained weights for {self.timm_name} ({type(e).__name__}: {str(e)[:120]}); "
                                    "use --no-pretrained, or --init PATH to a state dict in timm's key names") from None
