@@ -12,7 +12,7 @@ from pathlib import Path
 # Typer's `predict` options (tests keep the two in step): option -> (parameter, converter; None = flag)
 PREDICT_OPTIONS = {"--weights": ("weights", Path), "--model": ("model", str), "--threshold": ("threshold", float),
                    "--json": ("as_json", None), "--out": ("out", Path), "--engine": ("engine", str), "--tta": ("tta", str),
-                   "--device": ("device", str)}
+                   "--device": ("device", str), "--explain": ("explain", Path)}
 
 
 def plain_predict_call(args: list[str]) -> dict | None:

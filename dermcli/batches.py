@@ -26,9 +26,13 @@ class ImageBatches:
     def __len__(self) -> int:
         return len(self.images)
 
+    def draw(self, n: int, rng: np.random.Generator | None):
+        """Augmentation params for a training batch of n (None when evaluating or not augmenting)."""
+        return draw_augmentation(n, rng, turns=self.augment == "dihedral") if rng is not None and self.augment != "none" else None
+
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         x = self.images[np.sort(idx)] if rng is None else self.images[idx]
-        params = draw_augmentation(len(x), rng, turns=self.augment == "dihedral") if rng is not None and self.augment != "none" else None
+        params = self.draw(len(x), rng)
         if self.device is None:
             return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -146,12 +150,19 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=None, precision=None) -> np.ndarray:
-    """Logits (N, outputs) for every row of `batches`, in order, on the model's device (fp32 out)."""
+def predict_outputs(model: torch.nn.Module, batches, batch_size: int = 64, track=None, precision=None) -> list[np.ndarray]:
+    """Every output of `model` (one tensor, or a tuple: logits and a score) for every row of `batches`, in
+    order, on the model's device (fp32 out)."""
     model.eval()
     out, starts, device = [], range(0, len(batches), batch_size), module_device(model)
     for start in track(starts, "predicting", len(starts)) if track else starts:
         x = batches.get(np.arange(start, min(start + batch_size, len(batches)))).to(device, non_blocking=True)
         with precision.autocast() if precision else nullcontext():
-            out.append(model(channels_last(x)).float().cpu())
-    return torch.cat(out).numpy()
+            outputs = model(channels_last(x))
+        out.append([o.float().cpu() for o in (outputs if isinstance(outputs, tuple) else (outputs,))])
+    return [torch.cat(column).numpy() for column in zip(*out)]
+
+
+def predict_logits(model: torch.nn.Module, batches, batch_size: int = 64, track=None, precision=None) -> np.ndarray:
+    """Logits (N, outputs) for every row of `batches`, in order, on the model's device (fp32 out)."""
+    return predict_outputs(model, batches, batch_size, track, precision)[0]

@@ -65,7 +65,11 @@ def model_card(folder: Path) -> Path:
               "populations, devices or clinical photographs is unknown and likely lower.",
               "- Class imbalance: nv is about two thirds of the data; rare classes (df, vasc, akiec) have wide intervals.",
               "- The test split is lesion-disjoint from training but from the same sources; it is not an external validation.",
-              "- Probabilities are calibrated on the validation split only.", "",
+              "- Probabilities are calibrated on the validation split only.",
+              *(["- Images unlike the training images are flagged (distance of the penultimate features above the validation "
+                 f"split's 95th percentile, {info['ood_threshold']:.2f}); the flag screens out photographs and screenshots often, "
+                 "not always (README, Unusual images), and says nothing about rare lesion types seen in training."] if "ood_threshold" in info else []),
+              "",
               "## Citation", "", CITATION, "", "## Licence", "",
               "Code: MIT. The HAM10000 images are distributed under CC BY-NC 4.0; models trained on them inherit its non-commercial terms.", ""]
     path = folder / "MODEL_CARD.md"

@@ -50,12 +50,20 @@ def round_to_half(module: torch.nn.Module) -> None:
             tensor.copy_(tensor.half())
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False) -> None:
-    """Write atomically; `half` stores weights in fp16 (loaded back as fp32), BatchNorm statistics in fp32."""
+def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, training_state: dict | None = None, half: bool = False,
+                    ood: dict | None = None) -> None:
+    """Write atomically; `half` stores weights in fp16 (loaded back as fp32), BatchNorm statistics in fp32;
+    `ood` holds the out-of-distribution statistics (dermcli.ood), kept in fp32."""
     state = {k: (v.half() if half and _storable_in_half(k, v) else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "dermcli_version": __version__}, "state_dict": state}
     if training_state is not None:
         payload["training_state"] = training_state
+    if ood is not None:
+        payload["ood"] = ood
+    write_payload(path, payload)
+
+
+def write_payload(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 

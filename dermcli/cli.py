@@ -52,6 +52,9 @@ def train(
     warmup_epochs: Annotated[int, ranged("warmup-epochs", "Staged fine-tuning: train the head alone (backbone frozen, features cached) for this many epochs, then unfreeze down to --freeze.")] = 0,
     finetune_lr: Annotated[Optional[float], ranged("finetune-lr", "Learning rate after the warm-up (default: --lr / 10).")] = None,
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
+    teacher: Annotated[Optional[Path], typer.Option(help="Knowledge distillation: also learn this trained 7-class checkpoint's softened probabilities on the same view of each image.")] = None,
+    distill_weight: Annotated[float, ranged("distill-weight", "Share of the teacher's term in the loss (with --teacher).")] = 0.5,
+    distill_temperature: Annotated[float, ranged("distill-temperature", "Softening temperature of teacher and student (with --teacher).")] = 2.0,
     folds: Annotated[Optional[int], ranged("folds", "Cross-validate: train one model per lesion-level fold of the non-test images into OUT/fold_K (test split untouched).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run (or cross-validation) in this folder from where it stopped.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
@@ -69,7 +72,8 @@ def train(
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides, head=head, input_size=input_size or 0,
                       target_sensitivity=target_sensitivity, deterministic=deterministic,
-                      warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0, amp=amp)
+                      warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0, amp=amp, teacher=str(teacher or ""),
+                      distill_weight=distill_weight, distill_temperature=distill_temperature)
     from dermcli.crossval import is_cv_run, train_folds
 
     if folds or (resume is not None and is_cv_run(resume)):
@@ -217,6 +221,10 @@ def show_report(r: dict, folder: Path) -> None:
     console.print(points)
     c = r["calibration"]
     console.print(f"ECE (15 bins): {c['ece_before']:.4f} before, {c['ece_after']:.4f} after temperature scaling (T = {c['temperature']:.3f})")
+    if "unusual" in r:
+        from dermcli.report import unusual_line
+
+        console.print(unusual_line(r["unusual"]))
     console.print(f"reports written to {folder}")
 
 
@@ -231,10 +239,33 @@ def predict(
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
+    explain: Annotated[Optional[Path], typer.Option(help="Also write a Grad-CAM figure per image into this folder (see `dermcli explain`).")] = None,
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
-    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta, device):
+    if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta, device, explain):
         raise typer.Exit(code)
+
+
+@app.command()
+def explain(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    out: Annotated[Path, typer.Option(help="Folder for one PNG per image: the image as the model saw it, the map over it, the probabilities.")],
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="cnn (default) or resnet50: picks the shipped weights, or checks --weights.")] = None,
+    method: Annotated[str, typer.Option(help="gradcam, gradcam++, smoothgradcam++, xgradcam, layercam, scorecam (torchcam), input-x-gradient or saliency.")] = "gradcam",
+    target: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted one; a binary model's is malignant).")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Module to explain (default: the last spatial map, per backbone).")] = None,
+):
+    """Show where the model looked: a class activation map (or saliency) over each image."""
+    from dermcli.explain_images import explain as run_explain
+
+    with progress_bars() as track:
+        written, problems = run_explain(inputs, out, weights, model, method, target, layer, track)
+    for path, problem in problems:
+        console.print(f"skipped {path}: {problem}", style="red", highlight=False)
+    console.print(f"{len(written)} explained, {len(problems)} failed; figures in {out}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
 
 
 class UsageError(DermcliError):

@@ -42,6 +42,9 @@ class TrainConfig:
     finetune_lr: float = 0.0  # learning rate after the warm-up; 0 = lr / 10
     amp: str = ""  # autocast precision: bf16, fp16 or none; "" = bf16 on GPUs that support it, else none (devices.resolve_amp)
     deterministic: bool = False
+    teacher: str = ""  # knowledge distillation from this checkpoint (dermcli.distill)
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def resolved(self) -> "TrainConfig":
         """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
@@ -88,6 +91,14 @@ class TrainConfig:
             if problem:
                 raise DermcliError(problem)
         cfg.input_size = cfg.input_size or backend.input_size
+        if cfg.teacher:
+            problem = ("--teacher teaches a 7-class student: use --task multiclass" if cfg.task != "multiclass" else
+                       "--teacher needs the student's images (--freeze none), not cached features" if cfg.freeze != "none" else
+                       "--teacher with --warmup-epochs is not supported" if cfg.warmup_epochs else None)
+            if problem:
+                raise DermcliError(problem)
+        elif (cfg.distill_weight, cfg.distill_temperature) != (0.5, 2.0):
+            raise DermcliError("--distill-weight and --distill-temperature need --teacher")
         if cfg.fp16_frozen and cfg.freeze == "none":
             raise DermcliError("--fp16-frozen rounds the frozen layers, but --freeze none freezes nothing")
         for f in fields(cfg):

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dermcli.errors import DermcliError
-from dermcli.io import ensure_writable_file
+from dermcli.io import ensure_writable_dir, ensure_writable_file
 
 console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -70,26 +70,37 @@ def run_guarded(command, *args, **kwargs) -> None:
 
 def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
                     as_json: bool = False, out: Path | None = None, engine: str = "auto", tta: str | None = None,
-                    device: str = "auto") -> int:
-    """`dermcli predict`: print a verdict per image; 1 if any file could not be read, else 0."""
+                    device: str = "auto", explain: Path | None = None) -> int:
+    """`dermcli predict`: print a verdict per image (and with `explain`, write a Grad-CAM figure of each into that
+    folder); 1 if any file could not be read, else 0."""
     from dermcli.predict import DISCLAIMER
     from dermcli.predict import predict as run_predict
 
     if out is not None:
         ensure_writable_file(out, "--out", "predictions.csv")
+    if explain is not None:
+        ensure_writable_dir(explain)
     with progress_bars() as track:
         results, problems = run_predict(inputs, weights, model, threshold, engine, track=track, log=log, tta=tta, device=device)
+        if explain is not None and results:
+            from dermcli.explain_images import explain as run_explain
+
+            run_explain([p.image for p in results], explain, weights, model, track=track)
     for p in results:
         if as_json:
-            print(json.dumps({**vars(p), "malignant": p.malignant}))
+            print(json.dumps({**vars(p), "malignant": p.malignant, "unusual": p.unusual}))
         else:
             render_prediction(p)
+        if p.unusual:
+            err_console.print(f"warning: {p.image} is unlike the training images (distance {p.ood_score:.1f} > {p.ood_threshold:.1f}): "
+                              "is it a dermoscopic image of a skin lesion? Treat this prediction with extra caution.", highlight=False)
     if out:
         write_predictions_csv(out, results)
     for path, problem in problems:
         err_console.print(f"skipped {path}: {problem}", highlight=False)
     if not as_json:
-        console.print(f"{len(results)} predicted, {len(problems)} failed. {DISCLAIMER}", highlight=False)
+        console.print(f"{len(results)} predicted, {len(problems)} failed{f'; figures in {explain}' if explain and results else ''}. "
+                      f"{DISCLAIMER}", highlight=False)
     return 1 if problems else 0
 
 
@@ -115,5 +126,6 @@ def write_predictions_csv(path: Path, results) -> None:
     from dermcli.io import write_text
 
     rows = [{"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
-             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold} for p in results]
+             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold,
+             **({"ood_score": round(p.ood_score, 4), "unusual": p.unusual} if p.ood_score is not None else {})} for p in results]
     write_text(path, pd.DataFrame(rows).to_csv(index=False))

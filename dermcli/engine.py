@@ -1,4 +1,5 @@
-"""Inference engines behind one interface: `runner.meta` and `runner.logits(uint8 NHWC) -> (N, outputs)`.
+"""Inference engines behind one interface: `runner.meta`, `runner.logits(uint8 NHWC) -> (N, outputs)` and
+`runner.outputs(...) -> (logits, out-of-distribution scores or None)`.
 
 ONNX Runtime is the default: it starts fast and runs about 1.7x faster than eager PyTorch on CPUs. The
 .onnx for a checkpoint sits beside it (same name) or in the cache under the checkpoint's sha256, and
@@ -25,6 +26,7 @@ from dermcli.preprocess import normalize
 ENGINES = ("auto", "onnx", "torch")
 TTA = ("none", "flips", "dihedral")  # test-time augmentation: 1, 4 or 8 views averaged
 TOLERANCE = 1e-4  # max abs difference of probabilities between the engines
+DISTANCE_TOLERANCE = 1e-3  # max relative difference of out-of-distribution distances (a warning flag needs no more)
 
 
 def sha256(path: Path) -> str:
@@ -43,15 +45,19 @@ class TorchRunner:
     def load(cls, weights: Path, device="cpu") -> "TorchRunner":
         import torch
 
-        from dermcli.checkpoint import load_model
+        from dermcli.ood import inference_model
 
-        model, meta = load_model(weights)
+        model, meta = inference_model(weights)
         return cls(model.to(device, memory_format=torch.channels_last), meta)  # NHWC convolutions run faster
 
-    def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
-        from dermcli.batches import ImageBatches, predict_logits
+    def outputs(self, images: np.ndarray, batch_size: int = 32, track=None) -> tuple[np.ndarray, np.ndarray | None]:
+        from dermcli.batches import ImageBatches, predict_outputs
 
-        return predict_logits(self.model, ImageBatches(images, self.meta["preprocessing"]), batch_size, track)
+        out = predict_outputs(self.model, ImageBatches(images, self.meta["preprocessing"]), batch_size, track)
+        return out[0], (out[1] if len(out) > 1 else None)
+
+    def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
+        return self.outputs(images, batch_size, track)[0]
 
 
 class OnnxRunner:
@@ -71,11 +77,17 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map["dermcli"])
 
-    def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
+    def outputs(self, images: np.ndarray, batch_size: int = 32, track=None) -> tuple[np.ndarray, np.ndarray | None]:
         starts = range(0, len(images), batch_size)
-        out = [self.session.run(None, {"images": normalize(images[s:s + batch_size], self.meta["preprocessing"])})[0]
+        out = [self.session.run(None, {"images": normalize(images[s:s + batch_size], self.meta["preprocessing"])})
                for s in (track(starts, "predicting", len(starts)) if track else starts)]
-        return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+        if not out:
+            return np.zeros((0, 1), dtype=np.float32), None
+        columns = [np.concatenate(column) for column in zip(*out)]
+        return columns[0], (columns[1] if len(columns) > 1 else None)
+
+    def logits(self, images: np.ndarray, batch_size: int = 32, track=None) -> np.ndarray:
+        return self.outputs(images, batch_size, track)[0]
 
 
 def example_images(size: int) -> np.ndarray:
@@ -93,26 +105,28 @@ def export_onnx(weights: Path, out: Path, check_images: np.ndarray | None = None
     import onnx
     import torch
 
-    from dermcli.checkpoint import load_model
     from dermcli.metrics import probabilities
+    from dermcli.ood import ScoredModel, inference_model
 
-    model, meta = load_model(weights)
+    model, meta = inference_model(weights)
     meta = {**meta, "checkpoint_sha256": sha256(weights)}
     size = meta["input_size"]
     dummy = torch.zeros(2, 3, size, size)
+    outputs = ["logits", "ood_score"] if isinstance(model, ScoredModel) else ["logits"]
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+        torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, input_names=["images"], output_names=outputs,
+                          dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}, opset_version=17)
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
         entry.key, entry.value = "dermcli", json.dumps(meta, default=str)
         onnx.save(proto, str(tmp))
         if check_images is None:
             check_images = example_images(size)
-        expected = probabilities(TorchRunner(model, meta).logits(check_images), meta["temperature"])
-        got = probabilities(OnnxRunner(tmp).logits(check_images), meta["temperature"])
-        difference = float(np.abs(expected - got).max())
+        (expected, expected_score), (got, got_score) = TorchRunner(model, meta).outputs(check_images), OnnxRunner(tmp).outputs(check_images)
+        difference = float(np.abs(probabilities(expected, meta["temperature"]) - probabilities(got, meta["temperature"])).max())
+        if expected_score is not None and np.abs(expected_score - got_score).max() > DISTANCE_TOLERANCE * max(np.abs(expected_score).max(), 1.0):
+            raise DermcliError(f"ONNX export of {weights} gives other out-of-distribution distances than PyTorch; use --engine torch")
         if difference > TOLERANCE:
             raise DermcliError(f"ONNX export of {weights} differs from PyTorch by {difference:.2e} (> {TOLERANCE}); use --engine torch")
     return out
@@ -217,10 +231,17 @@ def tta_views(images: np.ndarray, tta: str) -> list[np.ndarray]:
     return turns + [t[:, :, ::-1] for t in turns]
 
 
-def predict_probabilities(runner, images: np.ndarray, tta: str = "none", batch_size: int = 32, track=None) -> np.ndarray:
-    """Calibrated class probabilities (the checkpoint's temperature), averaged over the --tta views."""
+def predict_scored(runner, images: np.ndarray, tta: str = "none", batch_size: int = 32, track=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Calibrated class probabilities (the checkpoint's temperature) averaged over the --tta views, and the
+    out-of-distribution distances of the images as they are (None without fitted statistics)."""
     from dermcli.metrics import probabilities
 
-    views = tta_views(images, tta)
-    return np.mean([probabilities(runner.logits(np.ascontiguousarray(v), batch_size, track), runner.meta["temperature"])
-                    for v in views], axis=0)
+    plain, *turned = tta_views(images, tta)
+    logits, scores = runner.outputs(np.ascontiguousarray(plain), batch_size, track)
+    views = [logits] + [runner.logits(np.ascontiguousarray(v), batch_size, track) for v in turned]
+    return np.mean([probabilities(v, runner.meta["temperature"]) for v in views], axis=0), scores
+
+
+def predict_probabilities(runner, images: np.ndarray, tta: str = "none", batch_size: int = 32, track=None) -> np.ndarray:
+    """Calibrated class probabilities (the checkpoint's temperature), averaged over the --tta views."""
+    return predict_scored(runner, images, tta, batch_size, track)[0]

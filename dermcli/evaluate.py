@@ -38,7 +38,7 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     check("threshold", threshold)
     check("eval:batch-size", batch_size)
     out = ensure_writable_dir(Path(out))
-    from dermcli.engine import check_tta, load_runner, predict_probabilities
+    from dermcli.engine import check_tta, load_runner, predict_scored
 
     check_tta(tta)
 
@@ -54,7 +54,7 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
         run_dir = source.parent
     pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
     tta = tta or meta.get("tta", "none")
-    probs = predict_probabilities(runner, pixels, tta, batch_size, track)
+    probs, distances = predict_scored(runner, pixels, tta, batch_size, track)
     names = meta["class_names"]
     predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
                                 "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})
@@ -63,12 +63,16 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
             predictions[column] = table[column]
     for k, name in enumerate(names):
         predictions[f"p_{name}"] = np.round(probs[:, k], 6)
+    ood = {}
+    if distances is not None:
+        predictions["ood_score"] = np.round(distances, 4)
+        ood = {"ood_threshold": meta["ood_threshold"], "unusual_fraction": float(np.mean(distances > meta["ood_threshold"]))}
     info = {
         "model": meta["backend"], "task": meta["task"], "class_names": names,
         "threshold": meta["threshold"] if threshold is None else threshold, "threshold_source": "validation" if threshold is None else "--threshold",
         "temperature": meta["temperature"], "tta": tta, "weights": str(weights), "run_dir": str(run_dir), "data": str(data), "split": split,
         "images": len(predictions), "val_metrics": meta.get("val_metrics", {}), "config": meta.get("config", {}),
-        **({"members": meta["members"]} if "members" in meta else {}),
+        **ood, **({"members": meta["members"]} if "members" in meta else {}),
     }
     write_text(out / PREDICTIONS, predictions.to_csv(index=False))
     write_text(out / EVAL_INFO, json.dumps(info, indent=2) + "\n")

@@ -51,6 +51,8 @@ RANGES: dict[str, Range] = {
     "warmup-epochs": Range(0, 100_000),
     "finetune-lr": Range(0, 10, low_open=True),
     "input-size": Range(16, 1024),
+    "distill-weight": Range(0, 1),  # share of the teacher term in the loss; 1 ignores the labels
+    "distill-temperature": Range(0, 100, low_open=True),
     # eval, predict; a key "command:option" is the range of that command's own --option
     "eval:batch-size": Range(1, 65_536),
     "threshold": Range(0, 1),  # on a probability; 0 calls every image malignant, 1 only certain ones

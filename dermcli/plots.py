@@ -7,7 +7,7 @@ import numpy as np
 from dermcli.io import atomic_path
 
 
-def _figure(ncols: int = 1, size: tuple[float, float] | None = None, **margins):
+def axes_figure(ncols: int = 1, size: tuple[float, float] | None = None, **margins):
     """A figure of `ncols` axes with fixed margins: cheaper than tight_layout, which draws everything once
     more only to measure it (a third of the plotting time)."""
     from matplotlib.figure import Figure
@@ -18,14 +18,14 @@ def _figure(ncols: int = 1, size: tuple[float, float] | None = None, **margins):
     return fig, axes
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return path
 
 
 def confusion_plot(path: Path, cm: np.ndarray, names: list[str], title: str) -> Path:
-    fig, (counts_ax, norm_ax) = _figure(2)
+    fig, (counts_ax, norm_ax) = axes_figure(2)
     normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     for ax, matrix, kind, fmt in ((counts_ax, cm, "counts", "d"), (norm_ax, normalised, "row-normalised", ".2f")):
         ax.imshow(matrix, cmap="Blues")
@@ -35,7 +35,7 @@ def confusion_plot(path: Path, cm: np.ndarray, names: list[str], title: str) -> 
             for j in range(len(names)):
                 ax.text(j, i, format(matrix[i, j], fmt), ha="center", va="center",
                         color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _label_roc_pr(roc_ax, pr_ax, title: str) -> None:
@@ -46,7 +46,7 @@ def _label_roc_pr(roc_ax, pr_ax, title: str) -> None:
 def curves_plot(path: Path, y: np.ndarray, score: np.ndarray, threshold: float, r: dict, title: str) -> Path:
     from dermcli.metrics import pr_points, roc_points
 
-    fig, (roc_ax, pr_ax) = _figure(2)
+    fig, (roc_ax, pr_ax) = axes_figure(2)
     fpr, tpr = roc_points(y, score)
     recall, precision = pr_points(y, score)
     b = r["binary"]
@@ -59,14 +59,14 @@ def curves_plot(path: Path, y: np.ndarray, score: np.ndarray, threshold: float, 
     _label_roc_pr(roc_ax, pr_ax, title)
     for ax in (roc_ax, pr_ax):
         ax.legend(loc="lower right" if ax is roc_ax else "upper right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def overlaid_curves_plot(path: Path, models: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> Path:
     """ROC and PR curves of several models' malignant scores on the same images: (name, y, score) each."""
     from dermcli.metrics import average_precision, pr_points, roc_auc, roc_points
 
-    fig, (roc_ax, pr_ax) = _figure(2)
+    fig, (roc_ax, pr_ax) = axes_figure(2)
     for name, y, score in models:
         roc_ax.plot(*roc_points(y, score), label=f"{name} (ROC-AUC {roc_auc(y, score):.3f})")
         pr_ax.plot(*pr_points(y, score), label=f"{name} (PR-AUC {average_precision(y, score):.3f})")
@@ -75,13 +75,13 @@ def overlaid_curves_plot(path: Path, models: list[tuple[str, np.ndarray, np.ndar
     _label_roc_pr(roc_ax, pr_ax, title)
     roc_ax.legend(loc="lower right", fontsize=8)
     pr_ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def forest_plot(path: Path, rows: list[dict], overall: float, title: str) -> Path:
     """Malignant ROC-AUC with its interval per subgroup (rows: label, auc, low, high, too_small), overall AUC dashed."""
     height = 0.22 * len(rows) + 1.4
-    fig, (ax,) = _figure(size=(7, height), left=0.33, bottom=0.55 / height, top=1 - 0.55 / height)
+    fig, (ax,) = axes_figure(size=(7, height), left=0.33, bottom=0.55 / height, top=1 - 0.55 / height)
     ys = np.arange(len(rows))[::-1]
     auc, low, high = (np.array([r[k] for r in rows], dtype=float) for k in ("auc", "low", "high"))
     small = np.array([r["too_small"] for r in rows])
@@ -93,11 +93,11 @@ def forest_plot(path: Path, rows: list[dict], overall: float, title: str) -> Pat
            xlabel="malignant ROC-AUC (95% lesion-level bootstrap interval)", title=f"{title}\nsubgroups")
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def reliability_plot(path: Path, y: np.ndarray, probs: np.ndarray, ece: float, title: str, bins: int = 15) -> Path:
-    fig, (ax,) = _figure()
+    fig, (ax,) = axes_figure()
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     centres = (np.arange(bins) + 0.5) / bins
@@ -107,14 +107,14 @@ def reliability_plot(path: Path, y: np.ndarray, probs: np.ndarray, ece: float, t
     ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"{title}\nreliability diagram, ECE {ece:.3f}")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def training_curves_plot(path: Path, history_csv: Path, title: str) -> Path:
     import pandas as pd
 
     history = pd.read_csv(history_csv)
-    fig, (loss_ax, metric_ax) = _figure(2)
+    fig, (loss_ax, metric_ax) = axes_figure(2)
     loss_ax.plot(history["epoch"], history["train_loss"], label="train loss")
     loss_ax.plot(history["epoch"], history["val_loss"], label="val loss")
     loss_ax.set(xlabel="epoch", ylabel="loss", title=f"{title}\nlosses")
@@ -124,7 +124,7 @@ def training_curves_plot(path: Path, history_csv: Path, title: str) -> Path:
     metric_ax.set(xlabel="epoch", ylabel="validation metric", title=f"{title}\nvalidation metrics")
     for ax in (loss_ax, metric_ax):
         ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_plots(folder: Path, info: dict, r: dict, probs: np.ndarray) -> list[Path]:

@@ -26,10 +26,17 @@ class Prediction:
     probabilities: dict[str, float]
     malignant_score: float
     threshold: float
+    ood_score: float | None = None  # distance from the training images (dermcli.ood); None: the weights have no statistics
+    ood_threshold: float | None = None
 
     @property
     def malignant(self) -> bool:
         return self.malignant_score >= self.threshold
+
+    @property
+    def unusual(self) -> bool | None:
+        """True when the image is further from the training images than 95% of validation images."""
+        return None if self.ood_score is None else self.ood_score > self.ood_threshold
 
 
 def default_weights(model: str) -> Path:
@@ -63,16 +70,18 @@ def collect_images(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
     return list(dict.fromkeys(found)), problems
 
 
-def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: float) -> list[Prediction]:
+def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: float, distances: np.ndarray | None = None) -> list[Prediction]:
     names, binary = meta["class_names"], meta["task"] == "binary"
     scores = probs[:, 1] if binary else malignant_score(probs, MALIGNANT_INDICES)
+    ood = [(float(d), meta["ood_threshold"]) for d in distances] if distances is not None else [(None, None)] * len(paths)
     out = []
-    for path, p, score in zip(paths, probs, scores):
+    for path, p, score, (distance, limit) in zip(paths, probs, scores, ood):
         if binary:
             label, confidence = ("MALIGNANT", score) if score >= threshold else ("BENIGN", 1 - score)
         else:
             label, confidence = names[int(p.argmax())], p.max()
-        out.append(Prediction(str(path), label, float(confidence), {n: float(v) for n, v in zip(names, p)}, float(score), float(threshold)))
+        out.append(Prediction(str(path), label, float(confidence), {n: float(v) for n, v in zip(names, p)}, float(score), float(threshold),
+                              distance, limit))
     return out
 
 
@@ -84,7 +93,7 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
     Without `weights`, the shipped weights of `model` (default cnn) are used; with both, weights of
     another backend are refused. `threshold` overrides the checkpoint's validation-tuned threshold.
     """
-    from dermcli.engine import check_tta, load_runner, predict_probabilities
+    from dermcli.engine import check_tta, load_runner, predict_scored
 
     check("threshold", threshold)
     check_tta(tta)
@@ -105,5 +114,5 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
             problems.append((str(path), str(e).removeprefix(f"{path}: ")))
     if not good:
         return [], problems
-    probs = predict_probabilities(runner, np.stack(pixels), tta or meta.get("tta", "none"), batch_size)
-    return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold), problems
+    probs, distances = predict_scored(runner, np.stack(pixels), tta or meta.get("tta", "none"), batch_size)
+    return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold, distances), problems

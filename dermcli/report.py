@@ -85,6 +85,8 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
                                           for k in range(len(names)) if 0 < (y == k).sum() < len(y)], axis=0)
     result["intervals"] = {k: bootstrap.interval(v) for k, v in scores.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
+    if "ood_score" in predictions.columns and "ood_threshold" in info:
+        result["unusual"] = {"threshold": info["ood_threshold"], "fraction": float(np.mean(predictions["ood_score"].astype(float).to_numpy() > info["ood_threshold"]))}
     result["confusion"] = np.bincount(y * len(names) + y_pred, minlength=len(names) ** 2).reshape(len(names), -1).tolist()
     result["y_pred"], result["y"], result["score"], result["y_mal"], result["decisions"] = y_pred, y, score, y_mal, d
     return result
@@ -159,7 +161,14 @@ def markdown(r: dict, info: dict) -> str:
               f"**{b['precision']:.3f}** | **{b['npv']:.3f}** | **{b['f1']:.3f}** |", "",
               "## Calibration", "", f"Expected calibration error (15 bins): {r['calibration']['ece_before']:.4f} before, "
               f"{r['calibration']['ece_after']:.4f} after temperature scaling (T = {r['calibration']['temperature']:.3f}, fitted on validation).", ""]
+    if "unusual" in r:
+        lines += ["## Unusual images", "", unusual_line(r["unusual"]), ""]
     return "\n".join(lines)
+
+
+def unusual_line(u: dict) -> str:
+    return (f"Flagged as unlike the training images: {u['fraction']:.1%} (distance above {u['threshold']:.2f}, "
+            "the validation split's 95th percentile).")
 
 
 def write_reports(folder: Path, plots: bool = True) -> dict:

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermcli.batches import ImageBatches, channels_last, frozen_features, predict_logits
+from dermcli.batches import ImageBatches, channels_last, frozen_features, predict_logits, predict_outputs
 from dermcli.checkpoint import num_outputs, read_checkpoint, round_to_half, save_checkpoint
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, make_split, save_split, select
+from dermcli.distill import DistillationLoss, ViewRecordingBatches, check_teacher, geometric_views, teacher_logits
 from dermcli.devices import NonFiniteLoss, Precision, module_device, resolve_amp, resolve_device
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
@@ -23,6 +24,7 @@ from dermcli.labels import class_names, task_targets
 from dermcli.metrics import fit_temperature, probabilities, threshold_for_sensitivity
 from dermcli.models import get_backend
 from dermcli.objectives import loss_function, malignant_targets, positive_score, validation_metrics
+from dermcli.ood import PASS_RATE as OOD_PASS_RATE, FeatureDistance, ScoredModel, pass_threshold, training_statistics
 from dermcli.weight_average import WeightAverage
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "split.csv", "config.json")
@@ -57,10 +59,12 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
 
 def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], training: bool, track=None, device=None):
     """Decoded images (augmented when training; on a GPU by tensor ops there), or the frozen prefix's cached
-    outputs under `freeze`."""
+    outputs under `freeze`. When distilling, training images remember each one's view for the teacher's targets."""
     images = cached_images(paths, cfg.input_size, track)
     if freeze == "none":
         on_device = device if device is not None and device.type != "cpu" else None  # the numpy path is the faster one on a CPU
+        if training and cfg.teacher:
+            return ViewRecordingBatches(images, cfg.preprocessing, cfg.augment, on_device, views=geometric_views(cfg.augment))
         return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none", on_device)
     return frozen_features(frozen, images, cfg.preprocessing, flips=training and cfg.augment != "none", track=track)
 
@@ -144,6 +148,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     model = backend.build(num_outputs(cfg.task), cfg.model_options())
     if state is None:  # before anything is written: a model that cannot start leaves no half-made run behind
         backend.initialise(model, cfg.model_options(), log)
+        if cfg.teacher:
+            check_teacher(Path(cfg.teacher), list(class_names(cfg.task)))
     else:
         model.load_state_dict(state["state_dict"])
     model.to(where, memory_format=torch.channels_last)
@@ -194,6 +200,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     y_train_t = torch.from_numpy(y_train)
     loss_fn = loss_function(cfg, y_train, where)
+    if cfg.teacher:  # the loss then takes row indices, and finds labels and teacher logits by them
+        loss_fn = DistillationLoss(loss_fn, y_train_t, teacher_logits(Path(cfg.teacher), paths[0], cfg.augment, list(class_names(cfg.task)), track, log),
+                                   stage.train_in, cfg.distill_weight, cfg.distill_temperature)
+        y_train_t = torch.arange(len(y_train))
     epoch, calibrating = start_epoch - 1, False
     try:
         for epoch in track(range(start_epoch, cfg.epochs + 1), "epochs", cfg.epochs - start_epoch + 1) if track else range(start_epoch, cfg.epochs + 1):
@@ -225,9 +235,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
             save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
         calibrating = True
-        val_in = stage.val_in if stage.freeze == cfg.freeze else trainable_inputs(cfg, cfg.freeze, parts(cfg.freeze)[0], paths[1], False,
+        frozen = parts(cfg.freeze)[0]
+        val_in = stage.val_in if stage.freeze == cfg.freeze else trainable_inputs(cfg, cfg.freeze, frozen, paths[1], False,
                                                                                    track, where)  # stopped in the warm-up
-        return calibrate(out / "best.pt", cfg, val_in, y_val, log)
+        return calibrate(out / "best.pt", cfg, val_in, y_val, log, (trainable_inputs(cfg, cfg.freeze, frozen, paths[0], False, track, where), y_train))
     except KeyboardInterrupt:
         moment = "while calibrating" if calibrating else f"in epoch {epoch}"
         raise Interrupted(f"interrupted {moment}; last.pt holds the last finished epoch: resume with `dermcli train --resume {out}`") from None
@@ -237,18 +248,24 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                            f"(try a lower --lr{', or --amp none' if cfg.amp != 'none' else ''})") from None
 
 
-def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log) -> Path:
-    """Fit temperature scaling and the decision threshold on validation only; store both in best.pt."""
+def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log, train_set) -> Path:
+    """Fit temperature scaling and the decision threshold on validation only, and the out-of-distribution
+    statistics on `train_set` (unaugmented training inputs, targets) with their threshold on validation;
+    store them in best.pt."""
     best = read_checkpoint(best_path)
     model = get_backend(cfg.model).build(num_outputs(cfg.task), cfg.model_options())
     model.load_state_dict(best["state_dict"])
     _, trainable = get_backend(cfg.model).split_frozen(model, cfg.freeze)
-    logits = predict_logits(trainable, val_in)
+    ood = training_statistics(trainable, *train_set)
+    logits, distances = predict_outputs(ScoredModel(trainable, FeatureDistance(**ood)), val_in)
+    ood_threshold = pass_threshold(distances)
     temperature = fit_temperature(logits, y_val)
     probs = probabilities(logits, temperature)
     threshold = threshold_for_sensitivity(malignant_targets(y_val, cfg.task), positive_score(probs, cfg.task), cfg.target_sensitivity)
     meta = {**best["meta"], "temperature": temperature, "threshold": threshold,
+            "ood_threshold": ood_threshold, "ood_pass_rate": OOD_PASS_RATE,
             "val_metrics": validation_metrics(y_val, logits, cfg.task, temperature)}
-    save_checkpoint(best_path, model, meta)
-    log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f} on val")
+    save_checkpoint(best_path, model, meta, ood=ood)
+    log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f} "
+        f"on val; unusual-image distance above {ood_threshold:.2f} ({OOD_PASS_RATE:.0%} of val below)")
     return best_path

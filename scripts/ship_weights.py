@@ -51,7 +51,7 @@ def main() -> None:
     best = read_checkpoint(args.run / "best.pt")
     model = build_model(best["meta"], best["state_dict"])
     shipped = args.target.with_suffix(".pt")
-    save_checkpoint(shipped, model, best["meta"], half=args.half)
+    save_checkpoint(shipped, model, best["meta"], half=args.half, ood=best.get("ood"))
     args.target.mkdir(parents=True, exist_ok=True)
     for name in ("split.csv", "history.csv", "config.json"):
         shutil.copyfile(args.run / name, args.target / name)

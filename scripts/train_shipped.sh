@@ -30,3 +30,7 @@ dermcli predict examples/ --model cnn --out examples/predictions_cnn.csv --engin
 dermcli predict examples/ --model resnet50 --out examples/predictions_resnet50.csv --engine torch
 # The README's results table:
 python -c "from pathlib import Path; from dermcli.card import results_table; print(results_table([Path('weights/cnn_ham10000_7class/eval'), Path('weights/resnet50_ham10000_binary/eval')]))"
+# The README's explanation overlays and unusual-image figures (the OOD statistics came with training):
+dermcli explain examples/ISIC_0026531.jpg --model cnn --out docs/explain/cnn
+dermcli explain examples/ISIC_0026531.jpg --model resnet50 --out docs/explain/resnet50
+python benchmarks/ood.py weights/cnn_ham10000_7class.pt weights/resnet50_ham10000_binary.pt --data "$DATA" --json benchmarks/ood.json

@@ -102,7 +102,7 @@ def test_resnet50_through_the_imagenet_weights_api(real_subset, torch_home, tmp_
     assert "IMAGENET1K_V2" in result.stderr
     result = run_cli("eval", "--weights", str(out / "best.pt"), "--data", str(real_subset), "--out", str(tmp_path / "e"))
     assert result.returncode == 0, result.stderr
-    assert "PR-AUC" in result.stdout and pd.read_csv(tmp_path / "e" / "predictions.csv").columns[-1] == "p_malignant"
+    assert "PR-AUC" in result.stdout and pd.read_csv(tmp_path / "e" / "predictions.csv").columns[-2:].tolist() == ["p_malignant", "ood_score"]
     image = sorted(real_subset.rglob("*.jpg"))[0]
     result = run_cli("predict", str(image), "--weights", str(out / "best.pt"))
     assert result.returncode == 0 and "Prediction: " in result.stdout and "Confidence: " in result.stdout

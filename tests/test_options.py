@@ -144,6 +144,7 @@ def base_command(command: str, ws: dict, tmp_path) -> list[str]:
         "train": ["train", "--data", str(ws["data"]), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16"],
         "eval": ["eval", "--weights", str(ws["weights"]), "--data", str(ws["data"]), "--out", str(tmp_path / "eval"), "--engine", "torch"],
         "predict": ["predict", str(ws["data"]), "--weights", str(ws["weights"]), "--engine", "torch"],
+        "explain": ["explain", str(ws["data"] / "HAM10000_images_part_1"), "--weights", str(ws["weights"]), "--out", str(tmp_path / "maps")],
         "report": ["report", str(ws["root"] / "evaluated")],
         "export": ["export", str(ws["weights"]), "--out", str(tmp_path / "m.onnx")],
         "compare": ["compare", str(ws["root"] / "evaluated"), str(ws["root"] / "evaluated"), "--out", str(tmp_path / "compared")],
@@ -164,7 +165,7 @@ def test_base_commands_work(capsys, monkeypatch, workspace, tmp_path):
     """The sweep below means something only if the unchanged commands succeed (eval first: report reads its folder)."""
     evaluated = workspace["root"] / "evaluated"
     for args in (base_command("eval", workspace, tmp_path) + ["--out", str(evaluated)],
-                 *(base_command(c, workspace, tmp_path) for c in ("train", "predict", "report", "export", "compare", "ensemble"))):
+                 *(base_command(c, workspace, tmp_path) for c in ("train", "predict", "explain", "report", "export", "compare", "ensemble"))):
         code, err = run(capsys, monkeypatch, *args)
         assert code == 0, (args, err)
 

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,57 @@ def test_interrupted_training_keeps_last_epoch_and_resumes(tmp_path, sig):
     for leftover in run.glob(".*.tmp"):  # a kill -9 may strand a temporary file, never a half checkpoint
         leftover.unlink()
     torch.load(run / "last.pt", weights_only=True)
+
+
+def _interrupt_after(calls: int, real, counted=lambda *args: True, on_interrupt=None):
+    """`real`, except that its call number `calls` (of those `counted`) raises KeyboardInterrupt as a Ctrl-C
+    landing there would (after `on_interrupt`'s work, if given)."""
+    count = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        count["n"] += counted(*args)
+        if count["n"] == calls and counted(*args):
+            if on_interrupt:
+                on_interrupt(*args, **kwargs)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    return wrapped
+
+
+@pytest.mark.parametrize("where", ["in an epoch", "validating", "half-way through writing last.pt", "between epochs", "while calibrating"])
+def test_ctrl_c_anywhere_exits_130_with_the_resume_hint_and_resumes(tmp_path, monkeypatch, capsys, where):
+    """Deterministic: the interrupt is raised at a chosen point, not sent at a moment."""
+    import dermcli.train as train_module
+    from dermcli.__main__ import main
+
+    data = make_ham(tmp_path / "ham", lesions_per_class=4)
+    run = tmp_path / "run"
+    points = {"in an epoch": (train_module, "train_one_epoch", 2), "validating": (train_module, "validation_metrics", 2),
+              "half-way through writing last.pt": (checkpoint_module.torch, "save", 2),  # epoch 2's last.pt
+              "between epochs": (train_module, "stage_number", 3), "while calibrating": (train_module, "calibrate", 1)}
+    module, name, calls = points[where]
+    real = getattr(module, name)
+    if name == "save":
+        def counted(payload, path, *rest):
+            return Path(path).name.startswith(".last.pt.")
+
+        def writes_half_then_stops(payload, path, *args, **kwargs):
+            Path(path).write_bytes(b"half a checkpoint")
+            raise KeyboardInterrupt
+        monkeypatch.setattr(module, name, _interrupt_after(calls, real, counted, on_interrupt=writes_half_then_stops))
+    else:
+        monkeypatch.setattr(module, name, _interrupt_after(calls, real))
+    monkeypatch.setattr(sys, "argv", ["dermcli", "train", "--data", str(data), "--out", str(run), "--epochs", "3", "--batch-size", "8"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and f"dermcli train --resume {run}" in err and "Traceback" not in err
+    finished = read_checkpoint(run / "last.pt")["training_state"]["epoch"]
+    assert finished == (3 if where == "while calibrating" else 1)
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(module, name, real)
+    monkeypatch.setattr(sys, "argv", ["dermcli", "train", "--resume", str(run)])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 0
+    assert read_checkpoint(run / "best.pt")["meta"]["temperature"] > 0 and read_checkpoint(run / "last.pt")["training_state"]["epoch"] == 3

@@ -1,0 +1,73 @@
+"""Knowledge distillation: the teacher sees each image as the student's augmentation turned and mirrored it,
+the loss mixes labels and softened teacher probabilities, and a distilled run trains end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dermcli.data.cache import cache_dir
+from dermcli.distill import DistillationLoss, ViewRecordingBatches, geometric_views, view_index
+from dermcli.preprocess import apply_augmentation, draw_augmentation
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("augment, count", [("dihedral", 8), ("flips", 4), ("none", 1)])
+def test_each_drawn_augmentation_maps_to_the_view_with_the_same_geometry(augment, count):
+    views = geometric_views(augment)
+    assert len(views) == count
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (1, 5, 5, 3), dtype=np.uint8)
+    if augment == "none":
+        return
+    params = draw_augmentation(64, rng, turns=augment == "dihedral", jitter=0)
+    for i, v in enumerate(view_index(params, views)):
+        drawn = apply_augmentation(image, {k: params[k][i:i + 1] for k in ("turns", "hflip", "vflip")})
+        chosen = apply_augmentation(image, {k: np.array([views[v][k]]) for k in ("turns", "hflip", "vflip")})
+        assert np.array_equal(drawn, chosen)
+
+
+def test_the_loss_mixes_labels_and_the_teacher_of_each_images_view():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 3, 6])
+    teacher = np.random.default_rng(0).normal(size=(3, 8, 7)).astype(np.float32)
+    batches = ViewRecordingBatches(np.zeros((3, 4, 4, 3), dtype=np.uint8), "unit", "dihedral", views=geometric_views("dihedral"))
+    batches.get(np.arange(3), np.random.default_rng(1))
+    student = torch.randn(3, 7)
+    ce = torch.nn.CrossEntropyLoss()
+    rows = torch.arange(3)
+    assert torch.allclose(DistillationLoss(ce, labels, teacher, batches, 0.0, 2.0)(student, rows), ce(student, labels))
+    same = torch.from_numpy(teacher[np.arange(3), batches.last_views])
+    assert DistillationLoss(ce, labels, teacher, batches, 1.0, 2.0)(same, rows).abs() < 1e-6  # the student matches the teacher
+    other = torch.from_numpy(teacher[np.arange(3), (batches.last_views + 1) % 8])
+    assert DistillationLoss(ce, labels, teacher, batches, 1.0, 2.0)(other, rows) > 1e-3
+
+
+def test_a_distilled_student_trains_and_records_its_teacher(real_subset, tmp_path):
+    teacher = tmp_path / "teacher"
+    assert run_cli("train", "--data", str(real_subset), "--out", str(teacher), "--epochs", "1", "--batch-size", "16",
+                   "--model", "resnet18", "--no-pretrained", "--input-size", "48").returncode == 0
+    student = tmp_path / "student"
+    result = run_cli("train", "--data", str(real_subset), "--out", str(student), "--epochs", "2", "--batch-size", "16",
+                     "--teacher", str(teacher / "best.pt"), "--distill-weight", "0.7")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((student / "config.json").read_text())
+    assert config["teacher"] == str(teacher / "best.pt") and config["distill_weight"] == 0.7
+    cached = list(cache_dir().glob("teacher_*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape == (config_rows(student), 8, 7)  # every training image, 8 views, 7 classes
+
+
+def config_rows(run) -> int:
+    return sum(line.endswith(",train") for line in (run / "split.csv").read_text().splitlines())
+
+
+def test_a_teacher_of_another_task_or_options_without_one_are_refused(real_subset, tmp_path):
+    binary = tmp_path / "binary"
+    assert run_cli("train", "--data", str(real_subset), "--out", str(binary), "--epochs", "1", "--batch-size", "16", "--task", "binary",
+                   "--model", "resnet18", "--no-pretrained", "--input-size", "32").returncode == 0
+    refused = run_cli("train", "--data", str(real_subset), "--out", str(tmp_path / "s"), "--epochs", "1", "--teacher", str(binary / "best.pt"))
+    assert refused.returncode == 1 and "--teacher" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "s").iterdir())  # refused before the run wrote anything
+    alone = run_cli("train", "--data", str(real_subset), "--out", str(tmp_path / "t"), "--distill-weight", "0.3")
+    assert alone.returncode == 1 and "need --teacher" in alone.stderr
