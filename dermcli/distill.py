@@ -7,6 +7,7 @@ for all of them are computed once and cached; the colour jitter is not replayed 
 mean a teacher forward pass per step), so its targets are those of the un-jittered view.
 """
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -20,27 +21,39 @@ from dermcli.io import atomic_path
 from dermcli.preprocess import apply_augmentation
 
 
-def geometric_views(augment: str) -> list[dict]:
-    """One (turns, hflip, vflip) setting per distinct view the augmentation can draw."""
-    settings = [(t, h, v) for t in range(4 if augment == "dihedral" else 1) for h in (0, 1) for v in (0, 1)] if augment != "none" else [(0, 0, 0)]
-    probe = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1).repeat(3, axis=3)  # every symmetry moves these pixels differently
-    distinct = {}
-    for t, h, v in settings:
-        key = _geometry(probe, np.array([t]), np.array([h]), np.array([v])).tobytes()
-        distinct.setdefault(key, (t, h, v))
-    return [{"turns": t, "hflip": h, "vflip": v} for t, h, v in distinct.values()]
+PROBE = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1).repeat(3, axis=3)  # every symmetry moves these pixels differently
 
 
 def _geometry(images: np.ndarray, turns, hflip, vflip) -> np.ndarray:
     return apply_augmentation(images, {"turns": turns, "hflip": hflip.astype(bool), "vflip": vflip.astype(bool)})
 
 
+def _view_of_settings(augment: str) -> dict[tuple[int, int, int], tuple[int, int, int]]:
+    """Every (turns, hflip, vflip) the augmentation can draw -> the first setting giving the same pixels."""
+    settings = [(t, h, v) for t in range(4 if augment == "dihedral" else 1) for h in (0, 1) for v in (0, 1)] if augment != "none" else [(0, 0, 0)]
+    first: dict[bytes, tuple[int, int, int]] = {}
+    return {setting: first.setdefault(_geometry(PROBE, *(np.array([x]) for x in setting)).tobytes(), setting) for setting in settings}
+
+
+def geometric_views(augment: str) -> list[dict]:
+    """One (turns, hflip, vflip) setting per distinct view the augmentation can draw."""
+    distinct = dict.fromkeys(_view_of_settings(augment).values())
+    return [{"turns": t, "hflip": h, "vflip": v} for t, h, v in distinct]
+
+
 def view_index(params: dict, views: list[dict]) -> np.ndarray:
     """For drawn augmentation params, the index in `views` of each image's geometric view."""
-    probe = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1).repeat(3, axis=3)
-    keys = {_geometry(probe, *(np.array([v[k]]) for k in ("turns", "hflip", "vflip"))).tobytes(): i for i, v in enumerate(views)}
-    return np.array([keys[_geometry(probe, np.array([t]), np.array([h]), np.array([v])).tobytes()]
-                     for t, h, v in zip(params["turns"], params["hflip"], params["vflip"])])
+    table = _settings_to_view(tuple((v["turns"], v["hflip"], v["vflip"]) for v in views))
+    return np.array([table[(int(t), int(h), int(v))] for t, h, v in zip(params["turns"], params["hflip"], params["vflip"])])
+
+
+@functools.cache
+def _settings_to_view(views: tuple[tuple[int, int, int], ...]) -> dict[tuple[int, int, int], int]:
+    """Each of the 16 (turns, hflip, vflip) settings -> the index of the view with the same pixels (once per run,
+    not per image of every batch)."""
+    index = {_geometry(PROBE, *(np.array([x]) for x in view)).tobytes(): i for i, view in enumerate(views)}
+    settings = ((t, h, v) for t in range(4) for h in (0, 1) for v in (0, 1))
+    return {s: index[key] for s in settings if (key := _geometry(PROBE, *(np.array([x]) for x in s)).tobytes()) in index}
 
 
 def check_teacher(teacher: Path, class_names: list[str]) -> None:

@@ -55,10 +55,11 @@ def token_grid(shape: tuple[int, ...]) -> int | None:
     return None
 
 
-def default_layer(model: nn.Module, size: int) -> str:
+def default_layer(model: nn.Module, size: int, outputs: list[tuple[str, tuple[int, ...]]] | None = None) -> str:
     """The last spatial map before pooling: the last (N, C, H, W) output with H, W > 1; for a vision
-    transformer, the first norm of its last block (tokens after the last block feed only the class token)."""
-    outputs = layer_outputs(model, size)
+    transformer, the first norm of its last block (tokens after the last block feed only the class token).
+    `outputs`: layer_outputs(model, size), when already at hand."""
+    outputs = outputs or layer_outputs(model, size)
     maps = [i for i, (_, shape) in enumerate(outputs) if len(shape) == 4 and shape[2] > 1 and shape[3] > 1]
     tokens = [i for i, (name, shape) in enumerate(outputs) if name.rsplit(".", 1)[-1] in TOKEN_NORMS and token_grid(shape)]
     if tokens and (not maps or tokens[-1] > maps[-1]):
@@ -102,11 +103,11 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
         else:
             import torchcam.methods
 
-            layer = layer or default_layer(model, size)
-            names = dict(model.named_modules())
-            if layer not in names:
-                raise DermcliError(f"--layer {layer!r}: no such module (e.g. {default_layer(model, size)})")
-            shapes = dict(layer_outputs(model, size))
+            outputs = layer_outputs(model, size)  # one probing pass serves the choice and the shape check
+            layer = layer or default_layer(model, size, outputs)
+            if layer not in dict(model.named_modules()):
+                raise DermcliError(f"--layer {layer!r}: no such module (e.g. {default_layer(model, size, outputs)})")
+            shapes = dict(outputs)
             transform = tokens_to_map if token_grid(shapes.get(layer, ())) else None
             extractor = getattr(torchcam.methods, CAM_METHODS[method])(model, target_layer=layer, input_shape=tuple(x.shape[1:]),
                                                                         reshape_transform=transform)
