@@ -26,13 +26,20 @@ class ImageBatches:
     def __len__(self) -> int:
         return len(self.images)
 
-    def draw(self, n: int, rng: np.random.Generator | None):
-        """Augmentation params for a training batch of n (None when evaluating or not augmenting)."""
-        return draw_augmentation(n, rng, turns=self.augment == "dihedral") if rng is not None and self.augment != "none" else None
+    def draw(self, n: int, rng: np.random.Generator | None, part: np.ndarray | None = None):
+        """Augmentation params for the rows `part` (default: all) of a training batch of n, drawn for all n
+        (None when evaluating or not augmenting)."""
+        if rng is None or self.augment == "none":
+            return None
+        return rows_of(draw_augmentation(n, rng, turns=self.augment == "dihedral"), part)
 
-    def get(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def get(self, idx: np.ndarray, rng: np.random.Generator | None = None, part: np.ndarray | None = None) -> torch.Tensor:
+        """The rows `idx` (for training, in a random order and augmented from `rng`). Under torchrun, `part` picks
+        this process's rows of the global batch `idx`: the draws are made for the whole batch, so every
+        process's `rng` stays in step and N processes see the pixels one process would."""
+        params = self.draw(len(idx), rng, part)
+        idx = idx if part is None else idx[part]
         x = self.images[np.sort(idx)] if rng is None else self.images[idx]
-        params = self.draw(len(x), rng)
         if self.device is None:
             return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -87,11 +94,32 @@ class FeatureBatches:
     def __len__(self) -> int:
         return len(self.views[0])
 
-    def get(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def get(self, idx: np.ndarray, rng: np.random.Generator | None = None, part: np.ndarray | None = None) -> torch.Tensor:
+        """As ImageBatches.get: the view of each row is drawn for the whole batch, then `part` kept."""
         if rng is None or len(self.views) == 1:
-            return self.views[0][np.sort(idx)].float()
-        which = rng.integers(0, len(self.views), len(idx))
-        return torch.stack([self.views[v][i] for v, i in zip(which, idx)]).float()
+            return self.views[0][np.sort(idx if part is None else idx[part])].float()
+        which = rows_of(rng.integers(0, len(self.views), len(idx)), part)
+        return torch.stack([self.views[v][i] for v, i in zip(which, rows_of(idx, part))]).float()
+
+
+def rows_of(values, part: np.ndarray | None):
+    """`values` (an array, or a dict of arrays) at the rows `part`; all of it when `part` is None."""
+    if part is None:
+        return values
+    return {k: v[part] for k, v in values.items()} if isinstance(values, dict) else values[part]
+
+
+class Rows:
+    """Some rows of batches (this process's share of an evaluation under torchrun), in their order."""
+
+    def __init__(self, batches, rows: slice):
+        self.batches, self.rows = batches, np.arange(len(batches))[rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, idx: np.ndarray, rng=None, part=None) -> torch.Tensor:
+        return self.batches.get(self.rows[idx], rng, part)
 
 
 def features_key(frozen: torch.nn.Module, images: np.ndarray, preprocessing: str) -> str:

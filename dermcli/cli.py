@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from dermcli.console import console, log, predict_command, progress_bars, run_guarded
+from dermcli.distributed import environment
 from dermcli.errors import DermcliError
 from dermcli.options import check, help_with_range
 
@@ -52,6 +53,7 @@ def train(
     warmup_epochs: Annotated[int, ranged("warmup-epochs", "Staged fine-tuning: train the head alone (backbone frozen, features cached) for this many epochs, then unfreeze down to --freeze.")] = 0,
     finetune_lr: Annotated[Optional[float], ranged("finetune-lr", "Learning rate after the warm-up (default: --lr / 10).")] = None,
     deterministic: Annotated[bool, typer.Option(help="Force deterministic algorithms (repeatable CPU runs).")] = False,
+    sync_bn: Annotated[bool, typer.Option(help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).")] = False,
     teacher: Annotated[Optional[Path], typer.Option(help="Knowledge distillation: also learn this trained 7-class checkpoint's softened probabilities on the same view of each image.")] = None,
     distill_weight: Annotated[float, ranged("distill-weight", "Share of the teacher's term in the loss (with --teacher).")] = 0.5,
     distill_temperature: Annotated[float, ranged("distill-temperature", "Softening temperature of teacher and student (with --teacher).")] = 2.0,
@@ -71,7 +73,7 @@ def train(
                       weight_decay=weight_decay, scheduler=scheduler, patience=patience, label_smoothing=label_smoothing, ema=ema,
                       class_weights=class_weights, augment=augment, seed=seed, split_seed=split_seed, split_file=str(split_file or ""),
                       freeze=freeze, fp16_frozen=fp16_frozen, pretrained=pretrained, init=str(init or ""), preprocessing=preprocessing, strides=strides, head=head, input_size=input_size or 0,
-                      target_sensitivity=target_sensitivity, deterministic=deterministic,
+                      target_sensitivity=target_sensitivity, deterministic=deterministic, sync_bn=sync_bn,
                       warmup_epochs=warmup_epochs, finetune_lr=finetune_lr or 0.0, amp=amp, teacher=str(teacher or ""),
                       distill_weight=distill_weight, distill_temperature=distill_temperature)
     from dermcli.crossval import is_cv_run, train_folds
@@ -84,7 +86,8 @@ def train(
         return
     with progress_bars() as track:
         best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=epochs, track=track, log=log, device=device)
-    console.print(f"best checkpoint: {best}")
+    if environment().main:
+        console.print(f"best checkpoint: {best}")
 
 
 @app.command("eval")
@@ -109,7 +112,8 @@ def evaluate(
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
         folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta, device)
-    show_report(write_reports(folder), folder)
+    if environment().main:  # under torchrun, rank 0 writes the reports
+        show_report(write_reports(folder), folder)
 
 
 @app.command()

@@ -42,6 +42,7 @@ class TrainConfig:
     finetune_lr: float = 0.0  # learning rate after the warm-up; 0 = lr / 10
     amp: str = ""  # autocast precision: bf16, fp16 or none; "" = bf16 on GPUs that support it, else none (devices.resolve_amp)
     deterministic: bool = False
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
     teacher: str = ""  # knowledge distillation from this checkpoint (dermcli.distill)
     distill_weight: float = 0.5
     distill_temperature: float = 2.0

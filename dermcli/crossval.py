@@ -17,6 +17,7 @@ import pandas as pd
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.split import fold_splits, save_split
+from dermcli.distributed import environment
 from dermcli.errors import DermcliError
 from dermcli.evaluate import EVAL_INFO, PREDICTIONS, evaluate
 from dermcli.io import ensure_writable_dir, write_text
@@ -35,6 +36,9 @@ def is_cv_run(folder: Path) -> bool:
 def train_folds(cfg: TrainConfig, folds: int | None, resume: bool = False, overwrite: bool = False, track=None,
                 log=lambda msg: None, device: str = "auto") -> Path:
     """Train and evaluate every fold not yet done; returns the path of cv_summary.md."""
+    if environment().size > 1:
+        raise DermcliError("--folds under torchrun is not supported: run cross-validation in one process, or train each "
+                           "fold's split.csv with `torchrun ... -m dermcli train --split-file`")
     from dermcli.train import train
 
     out = ensure_writable_dir(Path(cfg.out))

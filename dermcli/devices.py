@@ -31,7 +31,7 @@ def resolve_device(name: str = "auto"):
     import torch
 
     if name == "auto":
-        return torch.device(next((d for d in available() if d != "cpu"), "cpu").replace("cuda:0", "cuda"))
+        return per_process(torch.device(next((d for d in available() if d != "cpu"), "cpu").replace("cuda:0", "cuda")), name)
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -39,7 +39,21 @@ def resolve_device(name: str = "auto"):
     wanted = f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
     if wanted not in available():
         raise DermcliError(f"--device {name}: not on this machine (available: {', '.join(available())})")
-    return device
+    return per_process(device, name)
+
+
+def per_process(device, name: str):
+    """Under torchrun with several processes, each takes the GPU of its LOCAL_RANK (one GPU per process)."""
+    import torch
+
+    processes, local_rank = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    if device.type != "cuda" or processes == 1:
+        return device
+    if device.index is not None:
+        raise DermcliError(f"--device {name}: under torchrun each process takes its own GPU (cuda:LOCAL_RANK): use --device cuda or auto")
+    if local_rank >= torch.cuda.device_count():
+        raise DermcliError(f"torchrun started {processes} processes on a machine with {torch.cuda.device_count()} GPUs: use --nproc-per-node {torch.cuda.device_count()}")
+    return torch.device("cuda", local_rank)
 
 
 def resolve_amp(amp: str, device) -> str:

@@ -97,9 +97,9 @@ class ViewRecordingBatches(ImageBatches):
         super().__init__(*args, **kwargs)
         self.views, self.last_views = views, None
 
-    def draw(self, n: int, rng):
-        params = super().draw(n, rng)
-        self.last_views = view_index(params, self.views) if params else np.zeros(n, dtype=int)
+    def draw(self, n: int, rng, part=None):
+        params = super().draw(n, rng, part)
+        self.last_views = view_index(params, self.views) if params else np.zeros(n if part is None else len(part), dtype=int)
         return params
 
 

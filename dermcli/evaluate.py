@@ -37,12 +37,17 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
     """Write predictions.csv and eval_info.json to `out`, then the reports; returns `out`."""
     check("threshold", threshold)
     check("eval:batch-size", batch_size)
-    out = ensure_writable_dir(Path(out))
+    from dermcli.devices import resolve_device
+    from dermcli.distributed import start as join_job
     from dermcli.engine import check_tta, load_runner, predict_scored
 
     check_tta(tta)
-
-    runner = load_runner(Path(weights), engine, log, device)
+    world = join_job(resolve_device(device))  # under torchrun each process scores a share of the images
+    if not world.main:
+        track, log = None, lambda msg: None
+    out = ensure_writable_dir(Path(out)) if world.main else Path(out)
+    with world.main_first():  # rank 0 exports the ONNX graph and decodes the images into the cache; the others read them
+        runner = load_runner(Path(weights), engine, log, device)
     meta = runner.meta
     table = load_dataset(Path(data), images)
     run_dir = Path(weights).parent  # where the run's history.csv, config.json and split.csv live
@@ -52,9 +57,12 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
         if table.empty:
             raise DermcliError(f"{source}: the {split} split holds no images")
         run_dir = source.parent
-    pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
+    with world.main_first():
+        pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
     tta = tta or meta.get("tta", "none")
-    probs, distances = predict_scored(runner, pixels, tta, batch_size, track)
+    probs, distances = world.sharded(lambda rows: predict_scored(runner, pixels[rows], tta, batch_size, track), len(pixels))
+    if not world.main:
+        return out
     names = meta["class_names"]
     predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
                                 "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermcli.batches import ImageBatches, channels_last, frozen_features, predict_logits, predict_outputs
+from dermcli.batches import ImageBatches, Rows, channels_last, frozen_features, predict_logits, predict_outputs, rows_of
 from dermcli.checkpoint import num_outputs, read_checkpoint, round_to_half, save_checkpoint
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
 from dermcli.data.split import load_split, make_split, save_split, select
 from dermcli.distill import DistillationLoss, ViewRecordingBatches, check_teacher, geometric_views, teacher_logits
+from dermcli.distributed import World, start as join_job
 from dermcli.devices import NonFiniteLoss, Precision, module_device, resolve_amp, resolve_device
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
@@ -35,26 +36,39 @@ class Interrupted(DermcliError):
 
 
 def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, batch_size: int, track=None, after_step=None,
-                    precision: Precision | None = None) -> float:
-    """One pass over `batches` in random order on the model's device; `after_step()` runs after every optimizer step."""
+                    precision: Precision | None = None, world: World = World()) -> float:
+    """One pass over `batches` in random order on the model's device; `after_step()` runs after every optimizer step.
+
+    Under torchrun `batch_size` is per process: all processes draw the same order from the shared seed, and each
+    takes its share (World.part) of every global batch of batch_size x processes rows."""
     model.train()
     device = module_device(model)
     precision = precision or Precision("none", device)
     order = rng.permutation(len(batches))
-    starts = range(0, len(order) - 1, batch_size)  # a last batch of one would break BatchNorm
+    step = batch_size * world.size
+    starts = [s for s in range(0, len(order), step) if len(order) - s >= 2 * world.size]  # one row per process would break BatchNorm
     total, seen = 0.0, 0
     for start in track(starts, "training", len(starts)) if track else starts:
-        idx = order[start:start + batch_size]
-        x = batches.get(idx, rng)  # already on the device when the batches augment there
+        idx = order[start:start + step]
+        part = world.part(len(idx))
+        rows = rows_of(idx, part)
+        x = batches.get(idx, rng, part)  # already on the device when the batches augment there
         x = (x.pin_memory() if device.type == "cuda" and x.device.type == "cpu" else x).to(device, non_blocking=True)
         with precision.autocast():
             logits = model(channels_last(x))
-        loss = loss_fn(logits.float(), y[idx].to(device, non_blocking=True))  # losses in fp32, whatever the forward ran in
-        precision.step(loss, optimizer)
+        loss = loss_fn(logits.float(), y[rows].to(device, non_blocking=True))  # losses in fp32, whatever the forward ran in
+        # DDP averages gradients over processes; weighting each by its share of the rows makes that the batch mean
+        precision.step(loss * (len(rows) * world.size / len(idx)), optimizer)
         if after_step:
             after_step()
-        total, seen = total + loss.item() * len(idx), seen + len(idx)
+        total, seen = total + loss.item() * len(rows), seen + len(rows)
+    total, seen = world.sum(total, seen)
     return total / max(seen, 1)
+
+
+def validation_logits(model, val_in, precision: Precision, world: World) -> np.ndarray:
+    """Logits of every validation row, in order: each process scores its share and all get the whole."""
+    return world.sharded(lambda rows: (predict_logits(model, Rows(val_in, rows), precision=precision),), len(val_in))[0]
 
 
 def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], training: bool, track=None, device=None):
@@ -83,6 +97,7 @@ class Stage:
     number: int
     freeze: str
     trainable: torch.nn.Module
+    fitted: torch.nn.Module  # what the optimizer steps through: trainable, or DistributedDataParallel over it under torchrun
     train_in: object
     val_in: object
     optimizer: torch.optim.Optimizer
@@ -93,8 +108,10 @@ def stage_number(cfg: TrainConfig, epoch: int) -> int:
     return 2 if cfg.warmup_epochs and epoch > cfg.warmup_epochs else 1
 
 
-def build_stage(number: int, cfg: TrainConfig, model, parts, train_paths: list[str], val_paths: list[str], track=None) -> Stage:
-    """`parts(freeze)` -> (frozen, trainable) of `model` (train() keeps one per --freeze value: an fx cut costs seconds)."""
+def build_stage(number: int, cfg: TrainConfig, model, parts, train_paths: list[str], val_paths: list[str], track=None,
+                world: World = World()) -> Stage:
+    """`parts(freeze)` -> (frozen, trainable) of `model` (train() keeps one per --freeze value: an fx cut costs seconds).
+    Under torchrun, rank 0 decodes the images and computes frozen features while the others wait for its cache."""
     warmup = number == 1 and cfg.warmup_epochs > 0
     freeze = "backbone" if warmup else cfg.freeze
     frozen, trainable = parts(freeze)
@@ -106,9 +123,9 @@ def build_stage(number: int, cfg: TrainConfig, model, parts, train_paths: list[s
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
     epochs = cfg.warmup_epochs if warmup else cfg.epochs - cfg.warmup_epochs
     device = module_device(model)
-    return Stage(number, freeze, trainable, trainable_inputs(cfg, freeze, frozen, train_paths, True, track, device),
-                 trainable_inputs(cfg, freeze, frozen, val_paths, False, track, device), optimizer,
-                 make_scheduler(cfg, optimizer, max(epochs, 1)))
+    with world.main_first():
+        inputs = [trainable_inputs(cfg, freeze, frozen, paths, training, track, device) for paths, training in ((train_paths, True), (val_paths, False))]
+    return Stage(number, freeze, trainable, world.wrap(trainable, cfg.sync_bn), *inputs, optimizer, make_scheduler(cfg, optimizer, max(epochs, 1)))
 
 
 def prepare_run(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
@@ -119,8 +136,9 @@ def prepare_run(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     return out
 
 
-def run_split(cfg: TrainConfig, table: pd.DataFrame, out: Path, resume: bool) -> pd.DataFrame:
-    if resume:
+def run_split(cfg: TrainConfig, table: pd.DataFrame, out: Path, resume: bool, world: World) -> pd.DataFrame:
+    """The run's split: made (or copied from --split-file) and saved by rank 0; read back by a resumed run and the other ranks."""
+    if resume or not world.main:
         return load_split(out / "split.csv")
     split = load_split(Path(cfg.split_file)) if cfg.split_file else make_split(table, seed=cfg.split_seed)
     save_split(split, out / "split.csv")
@@ -141,7 +159,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     cfg = cfg.resolved()
     where = torch.device(resolve_device(device))
     cfg = replace(cfg, amp=resolve_amp(cfg.amp, where))
-    out = prepare_run(cfg, resume, overwrite)
+    if cfg.sync_bn and where.type != "cuda":
+        raise DermcliError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
+    world = join_job(where)
+    if state is not None and state["training_state"].get("processes", 1) != world.size:
+        raise DermcliError(f"{cfg.out} was trained by {state['training_state'].get('processes', 1)} processes, this job has {world.size}: "
+                           "resume with the same number (torchrun --nproc-per-node), so the global batch stays the same")
+    if not world.main:  # rank 0 speaks for the job
+        track, log = None, lambda msg: None
+    out = prepare_run(cfg, resume, overwrite) if world.main else Path(cfg.out)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic)
     backend = get_backend(cfg.model)
@@ -159,19 +185,21 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     parts(cfg.freeze)
 
     table = load_dataset(Path(cfg.data))
-    split = run_split(cfg, table, out, resume)
+    with world.main_first():
+        split = run_split(cfg, table, out, resume, world)
     train_rows, val_rows = select(table, split, "train"), select(table, split, "val")
     y_train = np.array(task_targets(train_rows["dx"], cfg.task))
     y_val = np.array(task_targets(val_rows["dx"], cfg.task))
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
 
     precision = Precision(cfg.amp, where)
-    log(f"training on {where}" + (f" with {cfg.amp} autocast" if cfg.amp != "none" else ""))
+    log(f"training on {where}" + (f" with {cfg.amp} autocast" if cfg.amp != "none" else "")
+        + (f", {world.size} processes, global batch {world.size} x {cfg.batch_size}" if world.size > 1 else ""))
     if cfg.fp16_frozen and state is None:
         round_to_half(parts(cfg.freeze)[0])
     paths = (train_rows["path"].tolist(), val_rows["path"].tolist())
     start_epoch = state["training_state"]["epoch"] + 1 if state else 1
-    stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, parts, *paths, track)
+    stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, parts, *paths, track, world)
     rng = np.random.default_rng(cfg.seed)
     average = WeightAverage(model, lambda m: backend.split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
     evaluated = average.model if average else model  # what validation scores and best.pt stores
@@ -197,12 +225,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         "preprocessing": cfg.preprocessing, "model_options": cfg.model_options(), "threshold": 0.5, "temperature": 1.0,
         "config": asdict(cfg), "split_seed": cfg.split_seed,
     }
-    write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    if world.main:
+        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     y_train_t = torch.from_numpy(y_train)
     loss_fn = loss_function(cfg, y_train, where)
     if cfg.teacher:  # the loss then takes row indices, and finds labels and teacher logits by them
-        loss_fn = DistillationLoss(loss_fn, y_train_t, teacher_logits(Path(cfg.teacher), paths[0], cfg.augment, list(class_names(cfg.task)), track, log),
-                                   stage.train_in, cfg.distill_weight, cfg.distill_temperature)
+        with world.main_first():
+            teacher = teacher_logits(Path(cfg.teacher), paths[0], cfg.augment, list(class_names(cfg.task)), track, log)
+        loss_fn = DistillationLoss(loss_fn, y_train_t, teacher, stage.train_in, cfg.distill_weight, cfg.distill_temperature)
         y_train_t = torch.arange(len(y_train))
     epoch, calibrating = start_epoch - 1, False
     try:
@@ -211,30 +241,33 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
                 break
             if stage_number(cfg, epoch) != stage.number:
                 log(f"epoch {epoch}: warm-up over, training down to --freeze {cfg.freeze} at lr {cfg.finetune_lr:g}")
-                stage = build_stage(stage_number(cfg, epoch), cfg, model, parts, *paths, track)
+                stage = build_stage(stage_number(cfg, epoch), cfg, model, parts, *paths, track, world)
                 evaluated_trainable = stage.trainable
             t0 = time.perf_counter()
-            train_loss = train_one_epoch(stage.trainable, stage.train_in, y_train_t, loss_fn, stage.optimizer, rng, cfg.batch_size, track,
-                                         after_step=average.update if average else None, precision=precision)
-            val = validation_metrics(y_val, predict_logits(evaluated_trainable, stage.val_in, precision=precision), cfg.task)
+            train_loss = train_one_epoch(stage.fitted, stage.train_in, y_train_t, loss_fn, stage.optimizer, rng, cfg.batch_size, track,
+                                         after_step=average.update if average else None, precision=precision, world=world)
+            val = validation_metrics(y_val, validation_logits(evaluated_trainable, stage.val_in, precision, world), cfg.task)
             selection = next(iter(val.values()))
             stage.scheduler.step(selection) if cfg.scheduler == "plateau" else stage.scheduler.step()
             history.append({"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
                             "lr": stage.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)})
-            write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
             improved = selection > stopping["best"]
             stopping = {"best": selection if improved else stopping["best"], "best_epoch": epoch if improved else stopping["best_epoch"],
                         "bad_epochs": 0 if improved else stopping["bad_epochs"] + 1}
-            if improved:
-                save_checkpoint(out / "best.pt", evaluated, {**meta, "epoch": epoch, "val_metrics": val})
-            training_state = {"stage": stage.number, "optimizer": stage.optimizer.state_dict(), "scheduler": stage.scheduler.state_dict(),
-                              "numpy_rng": rng.bit_generator.state,
-                              "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch,
-                              **({"cuda_rng": torch.cuda.get_rng_state_all()} if where.type == "cuda" else {}),
-                              **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
-            save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
+            if world.main:
+                write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+                if improved:
+                    save_checkpoint(out / "best.pt", evaluated, {**meta, "epoch": epoch, "val_metrics": val})
+                training_state = {"stage": stage.number, "optimizer": stage.optimizer.state_dict(), "scheduler": stage.scheduler.state_dict(),
+                                  "numpy_rng": rng.bit_generator.state, "processes": world.size,
+                                  "torch_rng": torch.get_rng_state(), "stopping": stopping, "history": history, "epoch": epoch,
+                                  **({"cuda_rng": torch.cuda.get_rng_state_all()} if where.type == "cuda" else {}),
+                                  **({"ema": {"state_dict": average.model.state_dict(), "steps": average.steps}} if average else {})}
+                save_checkpoint(out / "last.pt", model, {**meta, "epoch": epoch, "val_metrics": val}, training_state)
             log(f"epoch {epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
         calibrating = True
+        if not world.main:  # rank 0 calibrates on the whole validation split alone
+            return out / "best.pt"
         frozen = parts(cfg.freeze)[0]
         val_in = stage.val_in if stage.freeze == cfg.freeze else trainable_inputs(cfg, cfg.freeze, frozen, paths[1], False,
                                                                                    track, where)  # stopped in the warm-up

@@ -1,0 +1,103 @@
+"""Training throughput (img/s) per device and precision: the ResNet50 full fine-tune at 224 and the CNN at 28.
+
+    python benchmarks/train_throughput.py --json benchmarks/train_throughput_cpu.json
+    python benchmarks/train_throughput.py --device cuda --json benchmarks/train_throughput_cuda.json
+
+"real" is dermcli's training loop (train.train_one_epoch) on its own input pipeline: the decode-once uint8
+cache of real HAM10000 images, augmented (flips, 90-degree turns, colour jitter) and normalised by numpy on the
+CPU, or sent through pinned memory and augmented by tensor ops on a GPU. On a GPU, "synthetic" runs the same
+loop on tensors already on the device, so the gap between the two is the input pipeline's cost. Each figure
+follows two warm-up steps (kernel selection is a one-time cost) and counts every image of the timed steps.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dermcli.batches import ImageBatches, Rows
+from dermcli.data.cache import cached_images
+from dermcli.data.dataset import load_dataset
+from dermcli.data.split import make_split, select
+from dermcli.devices import Precision, resolve_amp, resolve_device
+from dermcli.models import get_backend
+from dermcli.train import train_one_epoch
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = {"resnet50": 32, "cnn": 128}  # backend: batch size (the cards')
+
+
+class SyntheticBatches:
+    """Normalised random images already on the device: the training loop with no input pipeline."""
+
+    def __init__(self, n: int, size: int, batch_size: int, device):
+        self.n, self.x = n, torch.randn(batch_size, 3, size, size, device=device)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get(self, idx, rng=None, part=None):
+        return self.x[:len(idx)]
+
+
+def throughput(backend_name: str, device, amp: str, synthetic: bool, paths: list[str]) -> float:
+    """img/s of one training pass over `paths` (a whole number of batches: every image is one step's)."""
+    backend, batch_size = get_backend(backend_name), MODELS[backend_name]
+    outputs = 7 if backend_name == "cnn" else 1
+    model = backend.build(outputs, {"pretrained": False}).to(device, memory_format=torch.channels_last)
+    size = backend.input_size
+    if synthetic:
+        batches = SyntheticBatches(len(paths), size, batch_size, device)
+    else:
+        batches = ImageBatches(cached_images(paths, size), backend.default_preprocessing, "dihedral",
+                               device if device.type != "cpu" else None)
+    y = torch.randint(0, 2, (len(paths),))
+    loss = torch.nn.CrossEntropyLoss() if outputs == 7 else (lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float()))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    precision = Precision(amp, device)
+    rng = np.random.default_rng(0)
+    train_one_epoch(model, Rows(batches, slice(0, 2 * batch_size)), y, loss, optimizer, rng, batch_size, precision=precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    train_one_epoch(model, batches, y, loss, optimizer, rng, batch_size, precision=precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(paths) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ham10000")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--resnet50-images", type=int, default=0, help="training images timed for ResNet50 (0: 160 on a CPU, all on a GPU)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(resolve_device(args.device))
+    table = load_dataset(args.data)
+    paths = select(table, make_split(table), "train")["path"].tolist()
+    amps = ["none", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    rows = []
+    for backend in MODELS:
+        n = args.resnet50_images or (160 if device.type == "cpu" else len(paths)) if backend == "resnet50" else len(paths)
+        n -= n % MODELS[backend]
+        for amp in amps:
+            for synthetic in (False, True) if device.type == "cuda" else (False,):
+                value = throughput(backend, device, resolve_amp(amp, device), synthetic, paths[:n])
+                rows.append({"model": backend, "device": str(device), "amp": amp, "feed": "synthetic" if synthetic else "real",
+                             "images": n, "img_per_s": value, "epoch_s": len(paths) / value})
+                print(json.dumps(rows[-1]), flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
+    print(f"\n{name}\n\n| model | amp | feed | img/s | epoch of {len(paths)} (s) |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['amp']} | {r['feed']} | {r['img_per_s']:.1f} | {r['epoch_s']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""torchrun + DistributedDataParallel on the CPU (gloo), 2 processes, on real HAM10000 images."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermcli.batches import FeatureBatches, ImageBatches
+from dermcli.checkpoint import read_checkpoint
+from dermcli.config import TrainConfig
+from dermcli.data.dataset import load_dataset
+from dermcli.data.split import make_split, save_split
+from dermcli.distributed import World, interleave
+from dermcli.errors import DermcliError
+from dermcli.train import RUN_FILES, train
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dermcli"]
+# A trainable part without BatchNorm (a linear head on cached features): 2 processes x B rows then compute
+# what 1 process computes on the same 2B rows, up to float rounding.
+HEAD_ONLY = ["--model", "resnet18", "--no-pretrained", "--input-size", "32", "--freeze", "backbone", "--class-weights", "none",
+             "--lr", "0.01", "--epochs", "2", "--scheduler", "cosine"]
+
+
+def dermcli(*args, processes=1, cwd=None):
+    command = TORCHRUN if processes == 2 else [sys.executable, "-m", "dermcli"]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_each_process_gets_its_rows_of_the_draws_one_process_makes():
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    features = FeatureBatches([torch.randn(20, 4), torch.randn(20, 4)])
+    idx = np.random.default_rng(1).permutation(20)[:11]
+    for batches in (ImageBatches(images, "unit", "dihedral"), features):
+        whole = batches.get(idx, np.random.default_rng(5))
+        shares, states = [], set()
+        for rank in range(2):
+            rng = np.random.default_rng(5)
+            shares.append(batches.get(idx, rng, World(rank, rank, 2).part(len(idx))).numpy())
+            states.add(str(rng.bit_generator.state))
+        assert np.array_equal(interleave(shares, len(idx)), whole.numpy())
+        assert len(states) == 1  # every process's generator stays in step
+
+
+def test_sync_bn_needs_cuda(tmp_path, ham_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DermcliError, match="--sync-bn needs CUDA"):
+        train(TrainConfig(data=str(ham_dir), out=str(tmp_path / "run"), epochs=1, sync_bn=True))
+
+
+def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(real_subset, tmp_path):
+    # An odd number of training images, so the last global batch's shares differ in size (7 and 6 rows)
+    split = make_split(load_dataset(real_subset))
+    train = split[split["split"] == "train"]
+    single = train["lesion_id"].value_counts().pipe(lambda n: n[n == 1].index[0])  # a lesion of one image moves to test
+    split.loc[split["lesion_id"] == single, "split"] = "test"
+    save_split(split, tmp_path / "split.csv")
+    train_rows = (split["split"] == "train").sum()
+    batch = next(b for b in range(6, 30) if (train_rows % (2 * b)) % 2 == 1 and train_rows % (2 * b) >= 5)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, processes, size in ((one, 1, 2 * batch), (two, 2, batch)):
+        result = dermcli("train", "--data", real_subset, "--out", out, "--batch-size", size, "--split-file", tmp_path / "split.csv",
+                         *HEAD_ONLY, processes=processes)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert f"2 processes, global batch 2 x {batch}" in result.stderr
+    assert result.stdout.count("best checkpoint:") == 1  # rank 0 speaks for the job
+    assert sorted(p.name for p in two.iterdir()) == sorted(RUN_FILES)  # one set of run files
+    h1, h2 = (pd.read_csv(run / "history.csv").drop(columns="seconds") for run in (one, two))
+    assert len(h1) == 2 and np.allclose(h1.to_numpy(), h2.to_numpy(), rtol=0, atol=1e-5)
+    a, b = read_checkpoint(one / "best.pt"), read_checkpoint(two / "best.pt")
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value, b["state_dict"][key], atol=1e-5), key
+    assert abs(a["meta"]["temperature"] - b["meta"]["temperature"]) < 1e-4
+    assert abs(a["meta"]["threshold"] - b["meta"]["threshold"]) < 1e-4
+    assert read_checkpoint(one / "last.pt")["training_state"]["processes"] == 1
+    assert read_checkpoint(two / "last.pt")["training_state"]["processes"] == 2
+
+
+def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(real_subset, tmp_path):
+    run = tmp_path / "cnn"
+    first = dermcli("train", "--data", real_subset, "--out", run, "--epochs", "1", "--batch-size", "16", processes=2)
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = dermcli("train", "--resume", run, "--epochs", "2")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "was trained by 2 processes, this job has 1: resume with the same number (torchrun --nproc-per-node), so the global batch stays the same")
+    resumed = dermcli("train", "--resume", run, "--epochs", "2", processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2]
+
+    for processes in (1, 2):
+        result = dermcli("eval", "--weights", run / "best.pt", "--data", real_subset, "--split", "all", "--out",
+                         tmp_path / f"eval_{processes}", processes=processes)
+        assert result.returncode == 0, result.stderr[-2000:]
+    one, two = ((tmp_path / f"eval_{n}" / "predictions.csv").read_text() for n in (1, 2))
+    assert one == two and len(one.splitlines()) == 1 + len(pd.read_csv(real_subset / "HAM10000_metadata.csv"))
+
+
+def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_dir):
+    from dermcli.crossval import train_folds
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DermcliError, match="--folds under torchrun is not supported"):
+        train_folds(TrainConfig(data=str(ham_dir), out=str(tmp_path / "cv")), 3)
+    assert not (tmp_path / "cv").exists()
