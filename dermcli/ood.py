@@ -121,11 +121,20 @@ def inference_model(path: Path) -> tuple[nn.Module, dict]:
     return model.eval(), data["meta"]
 
 
+def fit_statistics(trainable, train_set: tuple, val_in, track=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The statistics of `trainable`'s features on `train_set` (unaugmented inputs, targets), and its logits and
+    distances on the validation inputs `val_in` (where the threshold and the calibration are fitted)."""
+    from dermcli.batches import predict_outputs
+
+    stats = training_statistics(trainable, *train_set, track=track)
+    logits, distances = predict_outputs(ScoredModel(trainable, FeatureDistance(**stats)), val_in, track=track)
+    return stats, logits, distances
+
+
 def add_statistics(weights: Path, data: Path, split_file: Path | None = None, track=None) -> dict:
     """Fit the statistics of a trained checkpoint on its own run's training split (threshold on its validation
     split) and store them in it, leaving the weights untouched; returns the new metadata entries. A run that
     trained above a frozen prefix reads that prefix's outputs from the feature cache, as training did."""
-    from dermcli.batches import predict_outputs
     from dermcli.checkpoint import build_model, read_checkpoint, write_payload
     from dermcli.config import TrainConfig
     from dermcli.data.dataset import load_dataset
@@ -145,8 +154,7 @@ def add_statistics(weights: Path, data: Path, split_file: Path | None = None, tr
         rows = select(table, split, part)
         inputs[part] = (trainable_inputs(cfg, cfg.freeze, frozen, rows["path"].tolist(), False, track),
                         np.array(task_targets(rows["dx"], meta["task"])))
-    stats = training_statistics(trainable, *inputs["train"], track=track)
-    _, distances = predict_outputs(ScoredModel(trainable, FeatureDistance(**stats)), inputs["val"][0], track=track)
+    stats, _, distances = fit_statistics(trainable, inputs["train"], inputs["val"][0], track)
     added = {"ood_threshold": pass_threshold(distances), "ood_pass_rate": PASS_RATE}
     write_payload(weights, {**payload, "meta": {**meta, **added}, "ood": stats})
     return added

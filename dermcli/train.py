@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermcli.batches import ImageBatches, Rows, channels_last, frozen_features, predict_logits, predict_outputs, rows_of
+from dermcli.batches import ImageBatches, Rows, channels_last, frozen_features, predict_logits, rows_of
+from dermcli.calibration import calibrate
 from dermcli.checkpoint import num_outputs, read_checkpoint, round_to_half, save_checkpoint
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
@@ -22,10 +23,8 @@ from dermcli.devices import NonFiniteLoss, Precision, module_device, resolve_amp
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
 from dermcli.labels import class_names, task_targets
-from dermcli.metrics import fit_temperature, probabilities, threshold_for_sensitivity
 from dermcli.models import get_backend
-from dermcli.objectives import loss_function, malignant_targets, positive_score, validation_metrics
-from dermcli.ood import PASS_RATE as OOD_PASS_RATE, FeatureDistance, ScoredModel, pass_threshold, training_statistics
+from dermcli.objectives import loss_function, validation_metrics
 from dermcli.weight_average import WeightAverage
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "split.csv", "config.json")
@@ -279,26 +278,3 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         kept = f"last.pt holds epoch {epoch - 1}, the last good one" if epoch > 1 else "no epoch had finished"
         raise DermcliError(f"the loss became NaN or infinite in epoch {epoch}: stopped; {kept} "
                            f"(try a lower --lr{', or --amp none' if cfg.amp != 'none' else ''})") from None
-
-
-def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log, train_set) -> Path:
-    """Fit temperature scaling and the decision threshold on validation only, and the out-of-distribution
-    statistics on `train_set` (unaugmented training inputs, targets) with their threshold on validation;
-    store them in best.pt."""
-    best = read_checkpoint(best_path)
-    model = get_backend(cfg.model).build(num_outputs(cfg.task), cfg.model_options())
-    model.load_state_dict(best["state_dict"])
-    _, trainable = get_backend(cfg.model).split_frozen(model, cfg.freeze)
-    ood = training_statistics(trainable, *train_set)
-    logits, distances = predict_outputs(ScoredModel(trainable, FeatureDistance(**ood)), val_in)
-    ood_threshold = pass_threshold(distances)
-    temperature = fit_temperature(logits, y_val)
-    probs = probabilities(logits, temperature)
-    threshold = threshold_for_sensitivity(malignant_targets(y_val, cfg.task), positive_score(probs, cfg.task), cfg.target_sensitivity)
-    meta = {**best["meta"], "temperature": temperature, "threshold": threshold,
-            "ood_threshold": ood_threshold, "ood_pass_rate": OOD_PASS_RATE,
-            "val_metrics": validation_metrics(y_val, logits, cfg.task, temperature)}
-    save_checkpoint(best_path, model, meta, ood=ood)
-    log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f} "
-        f"on val; unusual-image distance above {ood_threshold:.2f} ({OOD_PASS_RATE:.0%} of val below)")
-    return best_path
