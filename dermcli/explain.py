@@ -97,6 +97,9 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
     model.eval()
     _not_inplace(model)
     size = x.shape[-1]
+    members = getattr(model, "members", None)  # an ensemble (models.ensemble.Ensemble)
+    if members is not None and layer is None and method in CAM_METHODS:
+        return ensemble_map(model, members, x, method, target)
     with torch.enable_grad():
         if method in ("saliency", "input-x-gradient"):
             heat, layer, grid = input_gradient_map(model, x, target, method == "input-x-gradient"), "input", (size, size)
@@ -122,3 +125,14 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
     heat = heat.detach().nan_to_num(0.0)
     heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
     return heat.numpy(), layer, grid
+
+
+def ensemble_map(model: nn.Module, members, x: torch.Tensor, method: str, target: int) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """An ensemble has no single layer: the mean of each member's map at its own last spatial layer, each
+    taken for the ensemble's output (so a member weighs as much as it moves the averaged probability)."""
+    layers = [f"members.{i}.{default_layer(member, x.shape[-1])}" for i, member in enumerate(members)]
+    maps = [explanation_map(model, x, method, target, layer) for layer in layers]
+    heat = np.mean([m[0] for m in maps], axis=0)
+    heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
+    names = {layer.split(".", 2)[2] for layer in layers}
+    return heat, f"each member's {names.pop()}" if len(names) == 1 else ", ".join(layers), maps[0][2]

@@ -70,8 +70,6 @@ def explain(inputs: list[str], out: Path, weights: Path | None = None, model: st
         return [], problems
     weights = Path(weights) if weights else default_weights(model or "cnn")
     net, meta = load_model(weights, expect_backend=model)
-    if meta["backend"] == "ensemble":
-        raise DermcliError(f"{weights}: an ensemble averages several networks' maps into no single layer: explain each member")
     out = ensure_writable_dir(Path(out))
     written, used = [], set()
     for path in track(paths, "explaining", len(paths)) if track and len(paths) > 1 else paths:

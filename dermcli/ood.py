@@ -146,7 +146,8 @@ def add_statistics(weights: Path, data: Path, split_file: Path | None = None, tr
 
     payload = read_checkpoint(weights)
     meta = payload["meta"]
-    cfg = TrainConfig.from_dict({**meta["config"], "teacher": "", "input_size": meta["input_size"], "preprocessing": meta["preprocessing"]})
+    cfg = TrainConfig.from_dict({"data": str(data), "out": "", **meta["config"],  # an ensemble's config has no run folder
+                                 "teacher": "", "input_size": meta["input_size"], "preprocessing": meta["preprocessing"]})
     frozen, trainable = get_backend(meta["backend"]).split_frozen(build_model(meta, payload["state_dict"], str(weights)).eval(), cfg.freeze)
     table, split = load_dataset(Path(data)), load_split(resolve_split_file(weights, split_file))
     inputs = {}

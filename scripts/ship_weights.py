@@ -1,8 +1,8 @@
-"""Copy a finished run's best.pt into weights/ (optionally in fp16) with the run files its card needs.
+"""Copy a finished run's best.pt (or an ensemble file) into weights/ (optionally in fp16) with the run files its card needs.
 
-    python scripts/ship_weights.py RUN_DIR weights/NAME [--half]
+    python scripts/ship_weights.py RUN_DIR|ENSEMBLE.pt weights/NAME [--half]
 
-writes weights/NAME.pt and weights/NAME/{split.csv,history.csv,config.json}. With --half it also checks
+writes weights/NAME.pt and weights/NAME/{split.csv,history.csv,config.json} (an ensemble has only its split.csv). With --half it also checks
 the fp16 file against the run's fp32 best.pt on every validation image of the run (never test) and
 writes weights/NAME/fp16_check.json; it exits 1 if probabilities differ by more than 1e-3.
 """
@@ -21,14 +21,13 @@ from dermcli.io import write_text
 FP16_TOLERANCE = 1e-3
 
 
-def validation_images(run: Path, size: int) -> np.ndarray:
+def validation_images(run: Path, meta: dict) -> np.ndarray:
     from dermcli.data.cache import cached_images
     from dermcli.data.dataset import load_dataset
     from dermcli.data.split import load_split, select
 
-    config = json.loads((run / "config.json").read_text())
-    rows = select(load_dataset(Path(config["data"])), load_split(run / "split.csv"), "val")
-    return cached_images(rows["path"].tolist(), size)
+    rows = select(load_dataset(Path(meta["config"]["data"])), load_split(run / "split.csv"), "val")
+    return cached_images(rows["path"].tolist(), meta["input_size"])
 
 
 def fp16_check(reference: Path, shipped: Path, images: np.ndarray) -> dict:
@@ -48,15 +47,17 @@ def main() -> None:
     parser.add_argument("target", type=Path, help="weights/NAME, without .pt")
     parser.add_argument("--half", action="store_true", help="store floating tensors in fp16 (BatchNorm statistics stay fp32)")
     args = parser.parse_args()
-    best = read_checkpoint(args.run / "best.pt")
+    source, run = (args.run, args.run.with_suffix("")) if args.run.is_file() else (args.run / "best.pt", args.run)
+    best = read_checkpoint(source)
     model = build_model(best["meta"], best["state_dict"])
     shipped = args.target.with_suffix(".pt")
     save_checkpoint(shipped, model, best["meta"], half=args.half, ood=best.get("ood"))
     args.target.mkdir(parents=True, exist_ok=True)
     for name in ("split.csv", "history.csv", "config.json"):
-        shutil.copyfile(args.run / name, args.target / name)
+        if name == "split.csv" or (run / name).is_file():
+            shutil.copyfile(run / name, args.target / name)
     if args.half:
-        check = fp16_check(args.run / "best.pt", shipped, validation_images(args.run, best["meta"]["input_size"]))
+        check = fp16_check(source, shipped, validation_images(run, best["meta"]))
         write_text(args.target / "fp16_check.json", json.dumps(check, indent=2) + "\n")
         print(f"fp16 vs fp32 on {check['images']} val images: max |Δp| {check['max_abs_difference']:.2e}, mean {check['mean_abs_difference']:.2e}")
         if check["max_abs_difference"] > FP16_TOLERANCE:

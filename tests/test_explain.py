@@ -75,6 +75,18 @@ def test_the_map_peaks_on_the_patch_that_decides_the_class(trained, method):
     assert np.mean(hits) >= 0.9
 
 
+def test_an_ensemble_map_averages_its_members_maps(trained):
+    import copy
+
+    from dermcli.models.ensemble import Ensemble
+
+    model, x, y, corners = trained
+    ensemble = Ensemble([model, copy.deepcopy(model)], [1.0, 1.0])
+    maps = [explanation_map(ensemble, x[i:i + 1], "gradcam", int(y[i])) for i in range(len(x))]
+    assert np.mean([on_patch(heat, corner) for (heat, _, _), corner in zip(maps, corners)]) >= 0.9
+    assert maps[0][1].startswith("each member's ")
+
+
 def test_saliency_is_the_largest_absolute_input_gradient_over_colours(trained):
     model, x, y, _ = trained
     image = x[:1].clone().requires_grad_(True)
