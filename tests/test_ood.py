@@ -120,3 +120,17 @@ def test_checkpoints_without_statistics_predict_without_a_score(tmp_path):
     Image.new("RGB", (30, 30), (200, 100, 100)).save(tmp_path / "a.png")
     (p,), problems = predict([str(tmp_path / "a.png")], tmp_path / "plain.pt", engine="onnx")
     assert not problems and p.ood_score is None and p.unusual is None
+
+
+def test_an_ensemble_gets_statistics_of_its_last_members_features(trained, real_subset, tmp_path):
+    from dermcli.ensemble import make_ensemble
+
+    ensemble = make_ensemble([trained / "best.pt", trained / "best.pt"], real_subset, tmp_path / "ens.pt")
+    images = np.random.default_rng(3).integers(0, 256, (8, 28, 28, 3), dtype=np.uint8)
+    before, none = TorchRunner.load(ensemble).outputs(images)
+    assert none is None  # make_ensemble fits no statistics; scripts/fit_ood.py adds them
+    added = add_statistics(ensemble, real_subset)
+    after, distances = TorchRunner.load(ensemble).outputs(images)
+    assert np.array_equal(before, after) and distances is not None
+    _, single = TorchRunner.load(trained / "best.pt").outputs(images)  # both members are this network: its features
+    assert np.allclose(distances, single, rtol=1e-4) and added["ood_threshold"] > 0
