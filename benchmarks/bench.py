@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from dermcli.predict import SHIPPED  # --model name -> shipped weights
+
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = {"cnn": REPO / "weights" / "cnn_ham10000_7class.pt", "resnet50": REPO / "weights" / "resnet50_ham10000_binary.pt"}
 
 
 def weights_for(backend: str, workdir: Path) -> Path:
@@ -228,7 +229,7 @@ def main() -> None:
     example = str(REPO / "examples" / "ISIC_0026531.jpg")
     dermcli = [sys.executable, "-m", "dermcli"]
     with tempfile.TemporaryDirectory() as workdir:
-        for backend in ("cnn", "resnet50"):
+        for backend in ("lite0", "cnn", "resnet50"):
             weights = str(weights_for(backend, Path(workdir)))
             subprocess.run([*dermcli, "predict", example, "--weights", weights], capture_output=True)  # export + cache the .onnx once
             for engine in ("onnx", "torch"):

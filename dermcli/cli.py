@@ -236,7 +236,7 @@ def show_report(r: dict, folder: Path) -> None:
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="cnn (default) or resnet50: picks the shipped weights, or checks --weights.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")] = None,
     threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's malignant threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
@@ -255,7 +255,7 @@ def explain(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image: the image as the model saw it, the map over it, the probabilities.")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="cnn (default) or resnet50: picks the shipped weights, or checks --weights.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")] = None,
     method: Annotated[str, typer.Option(help="gradcam, gradcam++, smoothgradcam++, xgradcam, layercam, scorecam (torchcam), input-x-gradient or saliency.")] = "gradcam",
     target: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted one; a binary model's is malignant).")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Module to explain (default: the last spatial map, per backbone).")] = None,

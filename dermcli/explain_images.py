@@ -9,7 +9,7 @@ from dermcli.data.images import ImageError, load_rgb
 from dermcli.errors import DermcliError
 from dermcli.explain import explanation_map
 from dermcli.plots import axes_figure, save_png
-from dermcli.predict import DISCLAIMER, collect_images, default_weights, to_predictions
+from dermcli.predict import DISCLAIMER, collect_images, default_weights, expected_backend, to_predictions
 
 DISPLAY = 224  # pixels the image is drawn at: a 28x28 input is enlarged with visible pixels
 
@@ -68,8 +68,8 @@ def explain(inputs: list[str], out: Path, weights: Path | None = None, model: st
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
-    weights = Path(weights) if weights else default_weights(model or "cnn")
-    net, meta = load_model(weights, expect_backend=model)
+    weights = Path(weights) if weights else default_weights(model)
+    net, meta = load_model(weights, expect_backend=expected_backend(model))
     out = ensure_writable_dir(Path(out))
     written, used = [], set()
     for path in track(paths, "explaining", len(paths)) if track and len(paths) > 1 else paths:

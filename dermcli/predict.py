@@ -14,7 +14,10 @@ from dermcli.metrics import malignant_score
 from dermcli.options import check
 
 REPO_WEIGHTS = PROJECT_ROOT / "weights"
-SHIPPED = {"cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt", "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
+SHIPPED = {"lite0": REPO_WEIGHTS / "lite0_ensemble_ham10000_7class.pt", "cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt",
+           "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
+DEFAULT_MODEL = "lite0"  # the 7-class model at 224 pixels that beat the 28x28 CNN on validation (README, "Shipped models")
+SHIPPED_BACKENDS = {"lite0": "ensemble"}  # --model NAME -> the backend of its checkpoints, where the two differ
 DISCLAIMER = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 
 
@@ -39,7 +42,13 @@ class Prediction:
         return None if self.ood_score is None else self.ood_score > self.ood_threshold
 
 
-def default_weights(model: str) -> Path:
+def expected_backend(model: str | None) -> str | None:
+    """The checkpoint backend that --model asks for (None: any)."""
+    return SHIPPED_BACKENDS.get(model, model) if model else None
+
+
+def default_weights(model: str | None) -> Path:
+    model = model or DEFAULT_MODEL
     if model not in SHIPPED:
         raise DermcliError(f"unknown model {model!r} (choose from {', '.join(SHIPPED)})")
     path = SHIPPED[model]
@@ -90,7 +99,7 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
             tta: str | None = None, device: str = "auto") -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for every readable image, and (path, problem) for every input that failed.
 
-    Without `weights`, the shipped weights of `model` (default cnn) are used; with both, weights of
+    Without `weights`, the shipped weights of `model` (default DEFAULT_MODEL) are used; with both, weights of
     another backend are refused. `threshold` overrides the checkpoint's validation-tuned threshold.
     """
     from dermcli.engine import check_tta, load_runner, predict_scored
@@ -100,10 +109,10 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
-    weights = Path(weights) if weights else default_weights(model or "cnn")
+    weights = Path(weights) if weights else default_weights(model)
     runner = load_runner(weights, engine, log, device)
     meta = runner.meta
-    if model and meta["backend"] != model:
+    if model and meta["backend"] != expected_backend(model):
         raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")
     good, pixels = [], []
     for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:

@@ -51,17 +51,21 @@ def main() -> None:
     best = read_checkpoint(source)
     model = build_model(best["meta"], best["state_dict"])
     shipped = args.target.with_suffix(".pt")
-    save_checkpoint(shipped, model, best["meta"], half=args.half, ood=best.get("ood"))
+    # fp16 goes to a trial file first: weights/ only ever holds a copy that passed its check
+    written = shipped.with_suffix(".fp16-trial.pt") if args.half else shipped
+    save_checkpoint(written, model, best["meta"], half=args.half, ood=best.get("ood"))
     args.target.mkdir(parents=True, exist_ok=True)
     for name in ("split.csv", "history.csv", "config.json"):
         if name == "split.csv" or (run / name).is_file():
             shutil.copyfile(run / name, args.target / name)
     if args.half:
-        check = fp16_check(source, shipped, validation_images(run, best["meta"]))
-        write_text(args.target / "fp16_check.json", json.dumps(check, indent=2) + "\n")
+        check = fp16_check(source, written, validation_images(run, best["meta"]))
         print(f"fp16 vs fp32 on {check['images']} val images: max |Δp| {check['max_abs_difference']:.2e}, mean {check['mean_abs_difference']:.2e}")
         if check["max_abs_difference"] > FP16_TOLERANCE:
-            sys.exit(f"fp16 copy differs by more than {FP16_TOLERANCE}")
+            written.unlink()
+            sys.exit(f"fp16 copy differs by more than {FP16_TOLERANCE}: not shipped (ship it in fp32, without --half)")
+        written.replace(shipped)
+        write_text(args.target / "fp16_check.json", json.dumps(check, indent=2) + "\n")
 
 
 if __name__ == "__main__":

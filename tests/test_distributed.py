@@ -108,3 +108,12 @@ def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_d
     with pytest.raises(DermcliError, match="--folds under torchrun is not supported"):
         train_folds(TrainConfig(data=str(ham_dir), out=str(tmp_path / "cv")), 3)
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_train_with_nccl_and_sync_bn(real_subset, tmp_path):
+    result = dermcli("train", "--data", real_subset, "--out", tmp_path / "run", "--epochs", "2", "--batch-size", "16",
+                     "--device", "cuda", "--sync-bn", processes=2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on cuda:0 with bf16 autocast, 2 processes" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(RUN_FILES)
