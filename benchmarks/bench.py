@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py --data ../shared/data/ham10000 --json benchmarks/results.json
     python benchmarks/bench.py --only reports:write     # one measurement, printed as JSON
+    python benchmarks/bench.py --only cold-predict:lite0   # cold `dermcli predict` of a shipped model
     python benchmarks/bench.py --backbones resnet18,efficientnet_b0 --json benchmarks/backbones.json
 
 Each measurement runs in its own process, so its peak memory (max RSS) is its own. "plain" is the way
@@ -162,6 +163,11 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         parameters = sum(p.numel() for p in load_model(weights)[0].parameters())
         return {"img_per_s": dermcli_eval("onnx", weights, image_paths(args.data, args.images)), "parameters_m": parameters / 1e6,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if name.startswith("cold-predict:"):  # e.g. cold-predict:lite0 (a shipped --model name), ONNX Runtime
+        weights = str(weights_for(name.partition(":")[2], Path(tempfile.mkdtemp())))
+        command = [sys.executable, "-m", "dermcli", "predict", str(REPO / "examples" / "ISIC_0026531.jpg"), "--weights", weights]
+        subprocess.run(command, capture_output=True)  # export + cache the .onnx once
+        return cold([*command, "--engine", "onnx"])
     if name == "reports:write":
         return {**report_writing(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     workdir = Path(tempfile.mkdtemp())
