@@ -110,7 +110,7 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
     model = b.build(7 if backend == "cnn" else 1, {})
     frozen, trainable = b.split_frozen(model, freeze)
     y = torch.randint(0, 7 if backend == "cnn" else 2, (len(rows),))
-    loss = torch.nn.CrossEntropyLoss() if backend == "cnn" else (lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float()))
+    loss = card_loss(backend)
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad])
     rng = np.random.default_rng(0)
     start = time.perf_counter()
@@ -164,10 +164,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         return {"img_per_s": dermcli_eval("onnx", weights, image_paths(args.data, args.images)), "parameters_m": parameters / 1e6,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if name.startswith("cold-predict:"):  # e.g. cold-predict:lite0 (a shipped --model name), ONNX Runtime
-        weights = str(weights_for(name.partition(":")[2], Path(tempfile.mkdtemp())))
-        command = [sys.executable, "-m", "dermcli", "predict", str(REPO / "examples" / "ISIC_0026531.jpg"), "--weights", weights]
-        subprocess.run(command, capture_output=True)  # export + cache the .onnx once
-        return cold([*command, "--engine", "onnx"])
+        return cold_predict(weights_for(name.partition(":")[2], Path(tempfile.mkdtemp())), ["onnx"])["onnx"]
     if name == "reports:write":
         return {**report_writing(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     workdir = Path(tempfile.mkdtemp())
@@ -202,6 +199,22 @@ def cold(cmd: list[str], repeats: int = 5) -> dict:
     return {"median_s": statistics.median(times), "peak_rss_mb": peak}
 
 
+def cold_predict(weights: Path, engines: list[str]) -> dict[str, dict]:
+    """cold() of `dermcli predict` on a bundled example per engine, after one call that exports and caches the .onnx."""
+    command = [sys.executable, "-m", "dermcli", "predict", str(REPO / "examples" / "ISIC_0026531.jpg"), "--weights", str(weights)]
+    subprocess.run(command, capture_output=True)
+    return {engine: cold([*command, "--engine", engine]) for engine in engines}
+
+
+def card_loss(backend: str):
+    """The cards' training losses: cross-entropy for the 7-class CNN, BCE on the one logit of a binary model."""
+    import torch
+
+    if backend == "cnn":
+        return torch.nn.CrossEntropyLoss()
+    return lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ham10000")
@@ -232,15 +245,12 @@ def main() -> None:
                  "reports:write"]:
         results[name] = in_subprocess(name, args)
         print(name, results[name], flush=True)
-    example = str(REPO / "examples" / "ISIC_0026531.jpg")
     dermcli = [sys.executable, "-m", "dermcli"]
     with tempfile.TemporaryDirectory() as workdir:
         for backend in ("lite0", "cnn", "resnet50"):
-            weights = str(weights_for(backend, Path(workdir)))
-            subprocess.run([*dermcli, "predict", example, "--weights", weights], capture_output=True)  # export + cache the .onnx once
-            for engine in ("onnx", "torch"):
-                results[f"{backend}:cold-predict-{engine}"] = cold([*dermcli, "predict", example, "--weights", weights, "--engine", engine])
-                print(backend, engine, results[f"{backend}:cold-predict-{engine}"], flush=True)
+            for engine, value in cold_predict(weights_for(backend, Path(workdir)), ["onnx", "torch"]).items():
+                results[f"{backend}:cold-predict-{engine}"] = value
+                print(backend, engine, value, flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         import shutil
 

@@ -27,6 +27,8 @@ from dermcli.devices import Precision, resolve_amp, resolve_device
 from dermcli.models import get_backend
 from dermcli.train import train_one_epoch
 
+from bench import card_loss  # benchmarks/ is this script's folder, so on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {"resnet50": 32, "cnn": 128}  # backend: batch size (the cards')
 
@@ -56,7 +58,7 @@ def throughput(backend_name: str, device, amp: str, synthetic: bool, paths: list
         batches = ImageBatches(cached_images(paths, size), backend.default_preprocessing, "dihedral",
                                device if device.type != "cpu" else None)
     y = torch.randint(0, 2, (len(paths),))
-    loss = torch.nn.CrossEntropyLoss() if outputs == 7 else (lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float()))
+    loss = card_loss(backend_name)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     precision = Precision(amp, device)
     rng = np.random.default_rng(0)

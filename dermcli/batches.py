@@ -38,7 +38,7 @@ class ImageBatches:
         this process's rows of the global batch `idx`: the draws are made for the whole batch, so every
         process's `rng` stays in step and N processes see the pixels one process would."""
         params = self.draw(len(idx), rng, part)
-        idx = idx if part is None else idx[part]
+        idx = rows_of(idx, part)
         x = self.images[np.sort(idx)] if rng is None else self.images[idx]
         if self.device is None:
             return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
@@ -97,7 +97,7 @@ class FeatureBatches:
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None, part: np.ndarray | None = None) -> torch.Tensor:
         """As ImageBatches.get: the view of each row is drawn for the whole batch, then `part` kept."""
         if rng is None or len(self.views) == 1:
-            return self.views[0][np.sort(idx if part is None else idx[part])].float()
+            return self.views[0][np.sort(rows_of(idx, part))].float()
         which = rows_of(rng.integers(0, len(self.views), len(idx)), part)
         return torch.stack([self.views[v][i] for v, i in zip(which, rows_of(idx, part))]).float()
 

@@ -46,7 +46,10 @@ def per_process(device, name: str):
     """Under torchrun with several processes, each takes the GPU of its LOCAL_RANK (one GPU per process)."""
     import torch
 
-    processes, local_rank = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    from dermcli.distributed import environment
+
+    world = environment()
+    processes, local_rank = world.local_size, world.local_rank
     if device.type != "cuda" or processes == 1:
         return device
     if device.index is not None:

@@ -20,11 +20,17 @@ class World:
     rank: int = 0
     local_rank: int = 0
     size: int = 1
+    local_size: int = 1  # processes on this machine
+
 
     @property
     def main(self) -> bool:
         """Rank 0: the one process that writes files, logs and draws progress bars."""
         return self.rank == 0
+
+    def quiet(self, track, log):
+        """`track` and `log` for rank 0, which speaks for the job; no bars and no messages elsewhere."""
+        return (track, log) if self.main else (None, lambda msg: None)
 
     def part(self, n: int) -> np.ndarray | None:
         """This process's rows of a batch of n: every size-th, from its rank (None for a single process)."""
@@ -97,9 +103,10 @@ def interleave(parts: list[np.ndarray], n: int) -> np.ndarray:
 def environment() -> World:
     """This process's place in a torchrun job, from the variables torchrun sets (one process of one outside it)."""
     try:
-        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        return World(*(int(os.environ.get(name, default)) for name, default in
+                       (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_WORLD_SIZE", 1))))
     except ValueError:
-        raise DermcliError("RANK, LOCAL_RANK and WORLD_SIZE must be integers (torchrun sets them)") from None
+        raise DermcliError("RANK, LOCAL_RANK, WORLD_SIZE and LOCAL_WORLD_SIZE must be integers (torchrun sets them)") from None
 
 
 def start(device) -> World:

@@ -67,8 +67,10 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        from dermcli.distributed import environment
+
         # the machine's cores, shared among the processes torchrun started on it
-        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // environment().local_size)
         options.log_severity_level = 3
         if optimized:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -43,21 +43,19 @@ def evaluate(weights: Path, data: Path, out: Path, split: str = "test", split_fi
 
     check_tta(tta)
     world = join_job(resolve_device(device))  # under torchrun each process scores a share of the images
-    if not world.main:
-        track, log = None, lambda msg: None
+    track, log = world.quiet(track, log)
     out = ensure_writable_dir(Path(out)) if world.main else Path(out)
     with world.main_first():  # rank 0 exports the ONNX graph and decodes the images into the cache; the others read them
         runner = load_runner(Path(weights), engine, log, device)
-    meta = runner.meta
-    table = load_dataset(Path(data), images)
-    run_dir = Path(weights).parent  # where the run's history.csv, config.json and split.csv live
-    if split != "all":
-        source = resolve_split_file(Path(weights), split_file)
-        table = select(table, load_split(source), split, str(source))
-        if table.empty:
-            raise DermcliError(f"{source}: the {split} split holds no images")
-        run_dir = source.parent
-    with world.main_first():
+        meta = runner.meta
+        table = load_dataset(Path(data), images)
+        run_dir = Path(weights).parent  # where the run's history.csv, config.json and split.csv live
+        if split != "all":
+            source = resolve_split_file(Path(weights), split_file)
+            table = select(table, load_split(source), split, str(source))
+            if table.empty:
+                raise DermcliError(f"{source}: the {split} split holds no images")
+            run_dir = source.parent
         pixels = cached_images(table["path"].tolist(), meta["input_size"], track)
     tta = tta or meta.get("tta", "none")
     probs, distances = world.sharded(lambda rows: predict_scored(runner, pixels[rows], tta, batch_size, track), len(pixels))

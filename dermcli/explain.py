@@ -122,17 +122,21 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
             grid = tuple(cam.shape[-2:])
             heat = torch.nn.functional.interpolate(cam.detach().float().reshape(1, 1, *grid), size=(size, size), mode="bilinear",
                                                    align_corners=False)[0, 0]
-    heat = heat.detach().nan_to_num(0.0)
-    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
-    return heat.numpy(), layer, grid
+    return unit_range(heat.detach().nan_to_num(0.0).numpy()), layer, grid
+
+
+def unit_range(heat: np.ndarray) -> np.ndarray:
+    """A map scaled to [0, 1] (all zeros when flat)."""
+    return (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
 
 
 def ensemble_map(model: nn.Module, members, x: torch.Tensor, method: str, target: int) -> tuple[np.ndarray, str, tuple[int, int]]:
     """An ensemble has no single layer: the mean of each member's map at its own last spatial layer, each
     taken for the ensemble's output (so a member weighs as much as it moves the averaged probability)."""
-    layers = [f"members.{i}.{default_layer(member, x.shape[-1])}" for i, member in enumerate(members)]
+    outputs = layer_outputs(model, x.shape[-1])  # one probing pass finds every member's layer
+    layers = [default_layer(member, x.shape[-1], [o for o in outputs if o[0].startswith(f"members.{i}.")])
+              for i, member in enumerate(members)]
     maps = [explanation_map(model, x, method, target, layer) for layer in layers]
-    heat = np.mean([m[0] for m in maps], axis=0)
-    heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
+    heat = unit_range(np.mean([m[0] for m in maps], axis=0))
     names = {layer.split(".", 2)[2] for layer in layers}
     return heat, f"each member's {names.pop()}" if len(names) == 1 else ", ".join(layers), maps[0][2]

@@ -164,8 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     if state is not None and state["training_state"].get("processes", 1) != world.size:
         raise DermcliError(f"{cfg.out} was trained by {state['training_state'].get('processes', 1)} processes, this job has {world.size}: "
                            "resume with the same number (torchrun --nproc-per-node), so the global batch stays the same")
-    if not world.main:  # rank 0 speaks for the job
-        track, log = None, lambda msg: None
+    track, log = world.quiet(track, log)
     out = prepare_run(cfg, resume, overwrite) if world.main else Path(cfg.out)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic)
