@@ -126,7 +126,7 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
     setup = time.perf_counter() - start
     batch_size = 32 if backend != "cnn" else 128
     warm_up = np.arange(batch_size)  # one step first: oneDNN's per-shape set-up is not a per-epoch cost
-    loss(trainable(channels_last(batches.get(warm_up))), y[warm_up]).backward()
+    loss(trainable(channels_last(batches.get(warm_up))), y[warm_up], y[warm_up]).backward()
     optimizer.zero_grad()
     start = time.perf_counter()
     train_one_epoch(trainable, batches, y, loss, optimizer, rng, batch_size)
@@ -210,9 +210,11 @@ def card_loss(backend: str):
     """The cards' training losses: cross-entropy for the 7-class CNN, BCE on the one logit of a binary model."""
     import torch
 
+    from dermcli.objectives import BinaryCrossEntropy, CrossEntropy
+
     if backend == "cnn":
-        return torch.nn.CrossEntropyLoss()
-    return lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], t.float())
+        return CrossEntropy(torch.ones(7), 0.0)
+    return BinaryCrossEntropy(torch.ones(1), 0.0)
 
 
 def main() -> None:

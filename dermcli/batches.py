@@ -38,8 +38,7 @@ class ImageBatches:
         this process's rows of the global batch `idx`: the draws are made for the whole batch, so every
         process's `rng` stays in step and N processes see the pixels one process would."""
         params = self.draw(len(idx), rng, part)
-        idx = rows_of(idx, part)
-        x = self.images[np.sort(idx)] if rng is None else self.images[idx]
+        x = self.images[rows_of(idx, part)]  # in idx's order, always: labels are paired with rows by position
         if self.device is None:
             return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -95,9 +94,10 @@ class FeatureBatches:
         return len(self.views[0])
 
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None, part: np.ndarray | None = None) -> torch.Tensor:
-        """As ImageBatches.get: the view of each row is drawn for the whole batch, then `part` kept."""
+        """As ImageBatches.get, rows in idx's order: the view of each row is drawn for the whole batch, then `part`
+        kept; without `rng` (evaluating) or with one view, the identity view."""
         if rng is None or len(self.views) == 1:
-            return self.views[0][np.sort(rows_of(idx, part))].float()
+            return self.views[0][rows_of(idx, part)].float()
         which = rows_of(rng.integers(0, len(self.views), len(idx)), part)
         return torch.stack([self.views[v][i] for v, i in zip(which, rows_of(idx, part))]).float()
 

@@ -33,7 +33,8 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Average precision (sklearn's step-wise PR-AUC) for each weight row -> (B,)."""
+    """Average precision (sklearn's step-wise PR-AUC) for each weight row -> (B,); undefined without both classes,
+    like ROC-AUC (on a set of positives only it is 1 whatever the score)."""
     order = np.argsort(-score, kind="stable")
     y, score, w = y[order], score[order], w[:, order]
     _, first = np.unique(-score, return_index=True)
@@ -42,7 +43,7 @@ def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) 
     fp = np.cumsum(w * (y == 0), axis=1)[:, last]
     precision = tp / np.maximum(tp + fp, 1e-12)
     recall_step = np.diff(tp, axis=1, prepend=0) / np.maximum(tp[:, -1:], 1e-12)
-    return np.where(tp[:, -1] > 0, (precision * recall_step).sum(axis=1), np.nan)  # undefined without positives
+    return np.where((tp[:, -1] > 0) & (fp[:, -1] > 0), (precision * recall_step).sum(axis=1), np.nan)
 
 
 def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
@@ -51,16 +52,31 @@ def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int, w: np.nda
     return (w @ cell).reshape(-1, k, k)
 
 
+def weighted_macro_auc(y: np.ndarray, probs: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean one-vs-rest ROC-AUC over the classes defined in each weight row (MedMNIST's multi-class AUC) -> (B,)."""
+    return defined_mean(np.stack([weighted_auc((y == k).astype(int), probs[:, k], w) for k in range(probs.shape[1])], axis=1))
+
+
 def confusion_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, balanced accuracy and macro-F1 from (B, k, k) confusion matrices; classes absent from both
-    truth and prediction in a resample are left out of the macro means."""
+    """Accuracy, balanced accuracy and macro-F1 from (B, k, k) confusion matrices, as scikit-learn defines them.
+
+    Macro-F1: the mean F1 over the classes in the truth or the predictions (f1_score's default labels).
+    Balanced accuracy: the mean recall over the classes in the truth (balanced_accuracy_score); with two classes,
+    (sensitivity + specificity) / 2, undefined (NaN) unless both classes occur.
+    """
     tp = np.diagonal(cm, axis1=1, axis2=2)
     true, pred = cm.sum(axis=2), cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(true > 0, tp / true, np.nan)
         f1 = np.where(true + pred > 0, 2 * tp / (true + pred), np.nan)
-    return {"accuracy": tp.sum(axis=1) / cm.sum(axis=(1, 2)), "balanced_accuracy": np.nanmean(recall, axis=1),
-            "macro_f1": np.nanmean(f1, axis=1)}
+    return {"accuracy": tp.sum(axis=1) / cm.sum(axis=(1, 2)),
+            "balanced_accuracy": recall.mean(axis=1) if cm.shape[1] == 2 else defined_mean(recall), "macro_f1": defined_mean(f1)}
+
+
+def defined_mean(values: np.ndarray) -> np.ndarray:
+    """Mean of each row over its defined (non-NaN) entries; NaN where none is (without nanmean's warning)."""
+    defined = ~np.isnan(values)
+    return np.where(defined.any(axis=1), np.where(defined, values, 0).sum(axis=1) / np.maximum(defined.sum(axis=1), 1), np.nan)
 
 
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -7,7 +7,7 @@ import numpy as np
 
 from dermcli.checkpoint import num_outputs, read_checkpoint, save_checkpoint
 from dermcli.config import TrainConfig
-from dermcli.metrics import fit_temperature, probabilities, threshold_for_sensitivity
+from dermcli.metrics import fit_temperature, probabilities, temperature_note, threshold_for_sensitivity
 from dermcli.models import get_backend
 from dermcli.objectives import malignant_targets, positive_score, validation_metrics
 from dermcli.ood import PASS_RATE as OOD_PASS_RATE, fit_statistics, pass_threshold
@@ -24,6 +24,8 @@ def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log,
     ood, logits, distances = fit_statistics(trainable, train_set, val_in)
     ood_threshold = pass_threshold(distances)
     temperature = fit_temperature(logits, y_val)
+    if note := temperature_note(temperature):
+        log(note)
     probs = probabilities(logits, temperature)
     threshold = threshold_for_sensitivity(malignant_targets(y_val, cfg.task), positive_score(probs, cfg.task), cfg.target_sensitivity)
     meta = {**best["meta"], "temperature": temperature, "threshold": threshold,

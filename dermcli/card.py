@@ -10,7 +10,7 @@ from dermcli.io import write_text
 from dermcli.labels import CLASSES
 from dermcli.models import get_backend
 from dermcli.predict import DISCLAIMER
-from dermcli.report import fmt
+from dermcli.formatting import fmt, num
 
 CITATION = ("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source dermatoscopic "
             "images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161")
@@ -42,7 +42,7 @@ def model_card(folder: Path) -> Path:
              "## Architecture", "", backend.description, ""]
     if info.get("members"):
         lines += ["Members (each with its own validation metrics):", ""] + [
-            f"- `{m['weights']}` ({m['backend']}): " + ", ".join(f"{k} {v:.3f}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
+            f"- `{m['weights']}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
     if config:
         lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items() if v not in ("", None)])
         lines += ["", f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "
@@ -57,7 +57,7 @@ def model_card(folder: Path) -> Path:
         lines += ["## Data and split", "", f"HAM10000, split by **lesion** (no lesion in two splits), stratified by class, 70/15/15, "
                   f"seed {config.get('split_seed', 42)}. Images per split and class:", ""] + split_counts(split) + [""]
     if info.get("val_metrics"):
-        lines += ["Validation metrics of the selected epoch: " + ", ".join(f"{k} {v:.3f}" for k, v in info["val_metrics"].items()) + ".", ""]
+        lines += ["Validation metrics of the selected epoch: " + ", ".join(f"{k} {num(v)}" for k, v in info["val_metrics"].items()) + ".", ""]
     lines += [line.replace("# ", "## Metrics: ", 1) if line.startswith("# ") else line.replace("## ", "### ", 1)
               for line in (folder / "metrics.md").read_text().splitlines()]
     lines += ["", "## Limitations", "",
@@ -89,6 +89,6 @@ def results_table(eval_folders: list[Path]) -> str:
         rows.append([f"`{Path(m['info']['weights']).name}`", m["info"]["images"], fmt(head["accuracy"], ci["accuracy"]),
                      fmt(m["multiclass"]["macro_f1"], ci["macro_f1"]) if "multiclass" in m else "—",
                      fmt(head["macro_auc"], ci["macro_auc"]) if "multiclass" in m else "—",
-                     fmt(b["roc_auc"], ci["roc_auc"]), fmt(b["pr_auc"], ci["pr_auc"]), f"{b['recall']:.3f} / {b['specificity']:.3f}"])
+                     fmt(b["roc_auc"], ci["roc_auc"]), fmt(b["pr_auc"], ci["pr_auc"]), f"{num(b['recall'])} / {num(b['specificity'])}"])
     return "\n".join(_table(header, rows))
 

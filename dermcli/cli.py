@@ -103,6 +103,7 @@ def evaluate(
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
+    allow_overlap: Annotated[bool, typer.Option(help="Evaluate a set holding some of the model's own training or validation images (same id or pixels): they are reported apart, in OUT/overlap.")] = False,
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
     from dermcli.evaluate import evaluate as run_eval
@@ -111,9 +112,12 @@ def evaluate(
     if split not in ("train", "val", "test", "all"):
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
-        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta, device)
+        folder = run_eval(weights, data, out, split, split_file, images, threshold, engine, batch_size, track, log, tta, device, allow_overlap)
     if environment().main:  # under torchrun, rank 0 writes the reports
-        show_report(write_reports(folder), folder)
+        result = write_reports(folder)
+        if "overlap" in result["info"]:
+            write_reports(folder / result["info"]["overlap"]["folder"])
+        show_report(result, folder)
 
 
 @app.command()
@@ -210,6 +214,8 @@ def export(
 def show_report(r: dict, folder: Path) -> None:
     from rich.table import Table
 
+    from dermcli.formatting import num
+
     console.print(r["classification_report"], highlight=False)
     for title, rows in r["tables"].items():
         table = Table("Metric", "Value", title=title, title_justify="left")
@@ -220,8 +226,8 @@ def show_report(r: dict, folder: Path) -> None:
                    title="Operating points (malignant vs benign)", title_justify="left")
     b = r["binary"]
     for p in r["operating_points"]:
-        points.add_row(f"{p['target_sensitivity']:.2f}", *(f"{p[k]:.3f}" for k in ("threshold", "sensitivity", "specificity", "ppv", "npv", "f1")))
-    points.add_row("[bold]model's threshold[/bold]", *(f"[bold]{b[k]:.3f}[/bold]" for k in ("threshold", "recall", "specificity", "precision", "npv", "f1")))
+        points.add_row(f"{p['target_sensitivity']:.2f}", *(num(p[k]) for k in ("threshold", "sensitivity", "specificity", "ppv", "npv", "f1")))
+    points.add_row("[bold]model's threshold[/bold]", *(f"[bold]{num(b[k])}[/bold]" for k in ("threshold", "recall", "specificity", "precision", "npv", "f1")))
     console.print(points)
     c = r["calibration"]
     console.print(f"ECE (15 bins): {c['ece_before']:.4f} before, {c['ece_after']:.4f} after temperature scaling (T = {c['temperature']:.3f})")
@@ -243,7 +249,7 @@ def predict(
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")] = "auto",
-    explain: Annotated[Optional[Path], typer.Option(help="Also write a Grad-CAM figure per image into this folder (see `dermcli explain`).")] = None,
+    explain: Annotated[Optional[Path], typer.Option(help="Also write a Grad-CAM figure of each printed prediction (its probabilities, map averaged over the same views) and explanations.csv into this folder (see `dermcli explain`).")] = None,
 ):
     """Classify images; prints a verdict per image and exits 1 if any file could not be read."""
     if code := predict_command(inputs, weights, model, threshold, as_json, out, engine, tta, device, explain):
@@ -253,18 +259,19 @@ def predict(
 @app.command()
 def explain(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
-    out: Annotated[Path, typer.Option(help="Folder for one PNG per image: the image as the model saw it, the map over it, the probabilities.")],
+    out: Annotated[Path, typer.Option(help="Folder for one PNG per image (the image as the model saw it, the map over it, the probabilities) and explanations.csv.")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint; default: the shipped weights of --model.")] = None,
     model: Annotated[Optional[str], typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")] = None,
     method: Annotated[str, typer.Option(help="gradcam, gradcam++, smoothgradcam++, xgradcam, layercam, scorecam (torchcam), input-x-gradient or saliency.")] = "gradcam",
     target: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted one; a binary model's is malignant).")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Module to explain (default: the last spatial map, per backbone).")] = None,
+    tta: Annotated[Optional[str], typer.Option(help="Views the probabilities and the map are averaged over: none, flips (4) or dihedral (8); default: the checkpoint's, as predict.")] = None,
 ):
-    """Show where the model looked: a class activation map (or saliency) over each image."""
+    """Show where the model looked: a class activation map (or saliency) over each image, with OUT/explanations.csv."""
     from dermcli.explain_images import explain as run_explain
 
     with progress_bars() as track:
-        written, problems = run_explain(inputs, out, weights, model, method, target, layer, track)
+        written, problems = run_explain(inputs, out, weights, model, method, target, layer, track, tta)
     for path, problem in problems:
         console.print(f"skipped {path}: {problem}", style="red", highlight=False)
     console.print(f"{len(written)} explained, {len(problems)} failed; figures in {out}", highlight=False)

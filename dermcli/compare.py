@@ -5,7 +5,6 @@ same resamples for both models), plus DeLong's test for the two ROC-AUCs and McN
 correctness. Works from eval folders alone, like `report`.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,8 @@ import numpy as np
 from dermcli import bootstrap
 from dermcli.errors import DermcliError
 from dermcli.io import ensure_writable_dir, write_text
-from dermcli.report import decisions, load_eval
+from dermcli.formatting import num
+from dermcli.report import decisions, json_text, load_eval
 from dermcli.stats import bootstrap_p, delong, mcnemar
 
 METRICS = [("roc_auc", "ROC-AUC (malignant)"), ("pr_auc", "PR-AUC (malignant)"), ("accuracy", "Accuracy"),
@@ -82,7 +82,7 @@ def compare(evals: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
 
 
 def _p(p: float) -> str:
-    return "n/a" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    return "< 0.001" if p < 0.001 else num(p)
 
 
 def _p_is(p: float) -> str:
@@ -101,10 +101,12 @@ def markdown(result: dict) -> str:
         lines += [f"## B = {c['b']} vs A = {c['a']}", "", "| Metric | A | B | B − A (95% CI) | p |", "|---|---|---|---|---|"]
         for key, label in METRICS:
             m = c["metrics"][key]
-            lines.append(f"| {label} | {m['a']:.3f} | {m['b']:.3f} | {m['diff']:+.3f} ({m['ci'][0]:+.3f} to {m['ci'][1]:+.3f}) | {_p(m['p'])} |")
+            ci = f" ({m['ci'][0]:+.3f} to {m['ci'][1]:+.3f})" if not np.isnan(m["ci"][0]) else ""
+            lines.append(f"| {label} | {num(m['a'])} | {num(m['b'])} | {num(m['diff'], '+.3f')}{ci} | {_p(m['p'])} |")
         d, n = c["delong"], c["mcnemar"]
-        lines += ["", f"DeLong's test, ROC-AUC (malignant): {d['auc_a']:.3f} vs {d['auc_b']:.3f}, difference {d['diff']:+.3f} "
-                      f"(SE {d['se']:.3f}), z = {d['z']:.2f}, {_p_is(d['p'])}.",
+        auc_test = ("undefined (it needs two malignant and two benign images)" if np.isnan(d["auc_a"]) else
+                  f"{d['auc_a']:.3f} vs {d['auc_b']:.3f}, difference {d['diff']:+.3f} (SE {d['se']:.3f}), z = {d['z']:.2f}, {_p_is(d['p'])}")
+        lines += ["", f"DeLong's test, ROC-AUC (malignant): {auc_test}.",
                   f"McNemar's exact test, {result['basis']} correctness: A right and B wrong on {n['only_a_correct']} images, "
                   f"B right and A wrong on {n['only_b_correct']}; {_p_is(n['p'])}.", ""]
     return "\n".join(lines)
@@ -119,7 +121,7 @@ def write_compare(folders: list[Path], out: Path) -> dict:
     result = compare(evals)
     text = markdown(result)
     write_text(out / "compare.md", text)
-    write_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "compare.json", json_text(result))
     from dermcli.plots import overlaid_curves_plot
 
     overlaid_curves_plot(out / "compare_roc_pr.png", [(e["name"], e["y_mal"], e["score"]) for e in evals],

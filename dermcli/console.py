@@ -71,8 +71,8 @@ def run_guarded(command, *args, **kwargs) -> None:
 def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
                     as_json: bool = False, out: Path | None = None, engine: str = "auto", tta: str | None = None,
                     device: str = "auto", explain: Path | None = None) -> int:
-    """`dermcli predict`: print a verdict per image (and with `explain`, write a Grad-CAM figure of each into that
-    folder); 1 if any file could not be read, else 0."""
+    """`dermcli predict`: print a verdict per image (and with `explain`, write a Grad-CAM figure of each printed
+    prediction, over the same views, and explanations.csv into that folder); 1 if any file could not be read, else 0."""
     from dermcli.predict import DISCLAIMER
     from dermcli.predict import predict as run_predict
 
@@ -85,7 +85,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
         if explain is not None and results:
             from dermcli.explain_images import explain as run_explain
 
-            run_explain([p.image for p in results], explain, weights, model, track=track)
+            run_explain([p.image for p in results], explain, weights, model, track=track, tta=tta, printed=results)
     for p in results:
         if as_json:
             print(json.dumps({**vars(p), "malignant": p.malignant, "unusual": p.unusual}))
@@ -124,8 +124,8 @@ def write_predictions_csv(path: Path, results) -> None:
     import pandas as pd
 
     from dermcli.io import write_text
+    from dermcli.predict import prediction_row
 
-    rows = [{"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
-             "malignant_score": round(p.malignant_score, 6), "threshold": p.threshold,
+    rows = [{**prediction_row(p), "threshold": p.threshold,
              **({"ood_score": round(p.ood_score, 4), "unusual": p.unusual} if p.ood_score is not None else {})} for p in results]
     write_text(path, pd.DataFrame(rows).to_csv(index=False))

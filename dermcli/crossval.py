@@ -93,11 +93,14 @@ def summarise(out: Path, folds: int) -> Path:
 
 
 def _figure(metrics: dict, key: str) -> float:
+    """One figure of a fold's metrics.json; NaN where it is undefined (written there as null)."""
     if key in ("sensitivity", "specificity"):
-        return float(metrics["binary"]["recall" if key == "sensitivity" else "specificity"])
-    if key in ("roc_auc", "pr_auc"):
-        return float(metrics["binary"][key])
-    return float(metrics.get("multiclass", metrics["binary"]).get(key, np.nan))
+        value = metrics["binary"]["recall" if key == "sensitivity" else "specificity"]
+    elif key in ("roc_auc", "pr_auc"):
+        value = metrics["binary"][key]
+    else:
+        value = metrics.get("multiclass", metrics["binary"]).get(key)
+    return float("nan") if value is None else float(value)
 
 
 def write_out_of_fold(out: Path, folds: int) -> None:

@@ -87,7 +87,7 @@ class Precision:
 
         self.device = torch.device(device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype is torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
 
     def autocast(self):
         import torch

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dermcli.batches import ImageBatches
-from dermcli.data.cache import cache_dir, cached_images
+from dermcli.data.cache import cache_dir, cache_key, cached_images
 from dermcli.errors import DermcliError
 from dermcli.io import atomic_path
 from dermcli.preprocess import apply_augmentation
@@ -66,15 +66,22 @@ def check_teacher(teacher: Path, class_names: list[str]) -> None:
                            f"the student needs {', '.join(class_names)}")
 
 
+def teacher_cache_key(teacher: Path, paths: list[str], augment: str, size: int) -> str:
+    """The teacher's weights, the views, and the images' identity at the teacher's input size `size` (as the
+    decoded-image cache keys them): replaced images, even of the same size and mtime, get new logits."""
+    from dermcli.engine import checkpoint_digest
+
+    return hashlib.sha256(f"{checkpoint_digest(teacher)}|{augment}|{cache_key(paths, size)}".encode()).hexdigest()[:24]
+
+
 def teacher_logits(teacher: Path, paths: list[str], augment: str, class_names: list[str], track=None, log=lambda m: None) -> np.ndarray:
     """(N, views, K) logits of `teacher` for every geometric view of every image, cached on disk."""
-    from dermcli.engine import checkpoint_digest, load_runner
+    from dermcli.engine import load_runner
 
     check_teacher(teacher, class_names)
     runner = load_runner(teacher, "auto", log, "cpu")
     views = geometric_views(augment)
-    key = hashlib.sha256(f"{checkpoint_digest(teacher)}|{augment}|{'|'.join(paths)}".encode()).hexdigest()[:24]
-    path = cache_dir() / f"teacher_{key}.npy"
+    path = cache_dir() / f"teacher_{teacher_cache_key(teacher, paths, augment, runner.meta['input_size'])}.npy"
     try:
         return np.load(path)
     except (OSError, ValueError):
@@ -105,17 +112,19 @@ class ViewRecordingBatches(ImageBatches):
 
 class DistillationLoss:
     """(1 - weight) * the task loss on labels + weight * T^2 * KL(teacher_T || student_T), T the temperature.
-    Called with the batch's row indices (train() passes indices instead of labels when distilling)."""
+    Called with the rows' indices and the global batch's (train() passes indices instead of labels when
+    distilling); both terms are shares of the global batch's mean, as objectives' losses are."""
 
     def __init__(self, task_loss, labels: torch.Tensor, logits: np.ndarray, batches: ViewRecordingBatches, weight: float, temperature: float):
         self.task_loss, self.labels, self.batches = task_loss, labels, batches
         self.teacher = torch.from_numpy(logits).float()
         self.weight, self.temperature = weight, temperature
 
-    def __call__(self, student: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def __call__(self, student: torch.Tensor, rows: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         rows = rows.cpu()
         teacher = self.teacher[rows, torch.from_numpy(self.batches.last_views)].to(student.device)
         t = self.temperature
         soft = torch.nn.functional.kl_div(torch.log_softmax(student / t, 1), torch.log_softmax(teacher / t, 1), log_target=True,
-                                          reduction="batchmean") * t * t
-        return (1 - self.weight) * self.task_loss(student, self.labels[rows].to(student.device)) + self.weight * soft
+                                          reduction="sum") * t * t / len(batch)
+        task = self.task_loss(student, self.labels[rows].to(student.device), self.labels[batch.cpu()])
+        return (1 - self.weight) * task + self.weight * soft

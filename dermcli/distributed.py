@@ -84,9 +84,7 @@ class World:
         import torch
         from torch.nn.parallel import DistributedDataParallel
 
-        from dermcli.devices import module_device
-
-        device = module_device(trainable)
+        device = next(trainable.parameters()).device
         if sync_bn:
             trainable = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainable)
         return DistributedDataParallel(trainable, device_ids=[device] if device.type == "cuda" else None)

@@ -136,9 +136,11 @@ def export_onnx(weights: Path, out: Path, check_images: np.ndarray | None = None
 
 
 def checkpoint_digest(weights: Path) -> str:
-    """sha256 of `weights`, remembered under its path, size and mtime: a warm start skips hashing 100 MB."""
+    """sha256 of `weights`, remembered under its path, size, mtime, inode and ctime: a warm start skips hashing
+    100 MB. Inode and ctime catch a same-size replacement whose mtime was kept (`cp -p`, `rsync -a`)."""
     st = os.stat(weights)
-    stat_key = hashlib.sha256(f"{os.path.abspath(weights)}\t{st.st_size}\t{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    stat = f"{os.path.abspath(weights)}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}\t{st.st_ctime_ns}"
+    stat_key = hashlib.sha256(stat.encode()).hexdigest()[:24]
     memo = cache_dir() / "onnx" / f"sha256-{stat_key}.txt"
     try:
         digest = memo.read_text().strip()

@@ -18,7 +18,7 @@ from dermcli.errors import DermcliError
 from dermcli.evaluate import resolve_split_file
 from dermcli.io import ensure_writable_file
 from dermcli.labels import task_targets
-from dermcli.metrics import fit_temperature, probabilities, threshold_for_sensitivity
+from dermcli.metrics import fit_temperature, probabilities, temperature_note, threshold_for_sensitivity
 from dermcli.options import check
 
 SHARED = ("task", "class_names", "input_size", "preprocessing")
@@ -65,6 +65,8 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
     pixels, runner = cached_images(val["path"].tolist(), first["input_size"], track), TorchRunner(model, first)
     views = [runner.logits(np.ascontiguousarray(v), track=track) for v in tta_views(pixels, tta)]
     temperature = fit_temperature(views, y)
+    if note := temperature_note(temperature):
+        log(note)
     probs = np.mean([probabilities(v, temperature) for v in views], axis=0)
     threshold = threshold_for_sensitivity(malignant_targets(y, first["task"]), positive_score(probs, first["task"]), target_sensitivity)
     val_metrics = validation_metrics(y, np.log(np.clip(probs, 1e-12, 1)), first["task"])  # log-probabilities: logits of probs

@@ -26,9 +26,10 @@ CAM_METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMpp", "smoothgradcam++"
                "layercam": "LayerCAM", "scorecam": "ScoreCAM"}
 METHODS = (*CAM_METHODS, "input-x-gradient", "saliency")
 TOKEN_NORMS = ("ln_1", "norm1")  # a transformer block's first norm: its tokens still reach the class token
+Outputs = list[tuple[str, tuple[int, ...]]]  # (module name, output shape) pairs: layer_outputs
 
 
-def layer_outputs(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...]]]:
+def layer_outputs(model: nn.Module, size: int) -> Outputs:
     """(module name, output shape) of every named module, in the order their forward calls finish."""
     seen, hooks = [], []
     for name, module in model.named_modules():
@@ -55,7 +56,7 @@ def token_grid(shape: tuple[int, ...]) -> int | None:
     return None
 
 
-def default_layer(model: nn.Module, size: int, outputs: list[tuple[str, tuple[int, ...]]] | None = None) -> str:
+def default_layer(model: nn.Module, size: int, outputs: Outputs | None = None) -> str:
     """The last spatial map before pooling: the last (N, C, H, W) output with H, W > 1; for a vision
     transformer, the first norm of its last block (tokens after the last block feed only the class token).
     `outputs`: layer_outputs(model, size), when already at hand."""
@@ -89,9 +90,11 @@ def input_gradient_map(model: nn.Module, x: torch.Tensor, target: int, times_inp
     return (x.grad * x).sum(dim=1)[0].relu() if times_input else x.grad.abs().amax(dim=1)[0]
 
 
-def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int, layer: str | None = None) -> tuple[np.ndarray, str, tuple[int, int]]:
+def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int, layer: str | None = None,
+                    outputs: Outputs | None = None) -> tuple[np.ndarray, str, tuple[int, int]]:
     """A (H, W) map in [0, 1] at x's resolution of where the evidence for output `target` lies, for one
-    preprocessed image x (1, 3, H, W); also the layer explained and its map's size."""
+    preprocessed image x (1, 3, H, W); also the layer explained and its map's size. `outputs`: layer_outputs(model,
+    H), when already at hand."""
     if method not in METHODS:
         raise DermcliError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     model.eval()
@@ -99,14 +102,14 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
     size = x.shape[-1]
     members = getattr(model, "members", None)  # an ensemble (models.ensemble.Ensemble)
     if members is not None and layer is None and method in CAM_METHODS:
-        return ensemble_map(model, members, x, method, target)
+        return ensemble_map(model, members, x, method, target, outputs)
     with torch.enable_grad():
         if method in ("saliency", "input-x-gradient"):
             heat, layer, grid = input_gradient_map(model, x, target, method == "input-x-gradient"), "input", (size, size)
         else:
             import torchcam.methods
 
-            outputs = layer_outputs(model, size)  # one probing pass serves the choice and the shape check
+            outputs = outputs or layer_outputs(model, size)  # one probing pass serves the choice and the shape check
             layer = layer or default_layer(model, size, outputs)
             if layer not in dict(model.named_modules()):
                 raise DermcliError(f"--layer {layer!r}: no such module (e.g. {default_layer(model, size, outputs)})")
@@ -125,18 +128,38 @@ def explanation_map(model: nn.Module, x: torch.Tensor, method: str, target: int,
     return unit_range(heat.detach().nan_to_num(0.0).numpy()), layer, grid
 
 
+def view_averaged_map(model: nn.Module, image: np.ndarray, preprocessing: str, tta: str, method: str, target: int,
+                      layer: str | None = None) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """explanation_map of each --tta view of one uint8 (S, S, 3) image, turned back to the image's orientation
+    and averaged: the evidence for `target` as the views' averaged probabilities weigh it."""
+    from dermcli.engine import tta_views
+    from dermcli.preprocess import normalize
+
+    side = image.shape[0]
+    # The same views of the pixel numbers say which pixel of the image each pixel of a view shows.
+    sources = tta_views(np.arange(side * side).reshape(1, side, side, 1), tta)
+    outputs = layer_outputs(model, side) if method in CAM_METHODS else None  # the views share one probing pass
+    heat = np.zeros(side * side)
+    for view, source in zip(tta_views(image[None], tta), sources):
+        x = torch.from_numpy(normalize(view, preprocessing))
+        view_heat, explained, grid = explanation_map(model, x, method, target, layer, outputs)
+        heat[source.ravel()] += view_heat.ravel()
+    return unit_range(heat.reshape(side, side)), explained, grid
+
+
 def unit_range(heat: np.ndarray) -> np.ndarray:
     """A map scaled to [0, 1] (all zeros when flat)."""
     return (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
 
 
-def ensemble_map(model: nn.Module, members, x: torch.Tensor, method: str, target: int) -> tuple[np.ndarray, str, tuple[int, int]]:
+def ensemble_map(model: nn.Module, members, x: torch.Tensor, method: str, target: int,
+                 outputs: Outputs | None = None) -> tuple[np.ndarray, str, tuple[int, int]]:
     """An ensemble has no single layer: the mean of each member's map at its own last spatial layer, each
     taken for the ensemble's output (so a member weighs as much as it moves the averaged probability)."""
-    outputs = layer_outputs(model, x.shape[-1])  # one probing pass finds every member's layer
+    outputs = outputs or layer_outputs(model, x.shape[-1])  # one probing pass finds every member's layer
     layers = [default_layer(member, x.shape[-1], [o for o in outputs if o[0].startswith(f"members.{i}.")])
               for i, member in enumerate(members)]
-    maps = [explanation_map(model, x, method, target, layer) for layer in layers]
+    maps = [explanation_map(model, x, method, target, layer, outputs) for layer in layers]
     heat = unit_range(np.mean([m[0] for m in maps], axis=0))
     names = {layer.split(".", 2)[2] for layer in layers}
     return heat, f"each member's {names.pop()}" if len(names) == 1 else ", ".join(layers), maps[0][2]

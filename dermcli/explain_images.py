@@ -1,5 +1,6 @@
 """`dermcli explain` and `predict --explain`: one PNG per image with the image as the model saw it, the map
-over it and the class probabilities, titled with the model, the verdict and the research-use line."""
+over it and the class probabilities, titled with the model, the verdict, the views averaged and the research-use
+line; and explanations.csv, what each figure shows, so a figure can be checked without reading its pixels."""
 
 from pathlib import Path
 
@@ -7,22 +8,21 @@ import numpy as np
 
 from dermcli.data.images import ImageError, load_rgb
 from dermcli.errors import DermcliError
-from dermcli.explain import explanation_map
+from dermcli.explain import METHODS, view_averaged_map
 from dermcli.plots import axes_figure, save_png
-from dermcli.predict import DISCLAIMER, collect_images, default_weights, expected_backend, to_predictions
+from dermcli.predict import DISCLAIMER, Prediction, collect_images, default_tta, default_weights, expected_backend, prediction_row, to_predictions
 
 DISPLAY = 224  # pixels the image is drawn at: a 28x28 input is enlarged with visible pixels
 
 
-def target_index(target: str | None, meta: dict, probs: np.ndarray) -> tuple[int, str]:
+def target_index(target: str | None, meta: dict, prediction) -> tuple[int, str]:
     """The output to explain and its name: --target, else the predicted class (the malignant logit of a binary model)."""
     names = meta["class_names"]
     if meta["task"] == "binary":
         if target not in (None, "malignant"):
             raise DermcliError(f"--target {target!r}: a binary model has one output, the malignant score; use --target malignant")
         return 0, "malignant"
-    if target is None:
-        return int(probs.argmax()), names[int(probs.argmax())]
+    target = target or prediction.label
     if target not in names:
         raise DermcliError(f"--target {target!r} is not one of {', '.join(names)}")
     return names.index(target), target
@@ -53,43 +53,48 @@ def figure(path: Path, image: np.ndarray, heat: np.ndarray, prediction, title: s
 
 
 def explain(inputs: list[str], out: Path, weights: Path | None = None, model: str | None = None, method: str = "gradcam",
-            target: str | None = None, layer: str | None = None, track=None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Write OUT/<image>_<method>.png for every readable image; returns the PNGs and (input, problem) pairs."""
-    import torch
+            target: str | None = None, layer: str | None = None, track=None, tta: str | None = None,
+            printed: list[Prediction] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Write OUT/<image>_<method>.png for every readable image and OUT/explanations.csv (what each figure shows);
+    returns the PNGs and (input, problem) pairs. Probabilities and map are averaged over the --tta views (default:
+    the checkpoint's, as `predict`). `printed`: the predictions `predict` printed for `inputs`, shown as printed."""
+    import pandas as pd
 
     from dermcli.checkpoint import load_model
-    from dermcli.explain import METHODS
-    from dermcli.io import ensure_writable_dir
-    from dermcli.metrics import probabilities
-    from dermcli.preprocess import normalize
+    from dermcli.engine import TorchRunner, check_tta, predict_probabilities, tta_views
+    from dermcli.io import ensure_writable_dir, write_text
 
     if method not in METHODS:
         raise DermcliError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    check_tta(tta)
     paths, problems = collect_images(inputs)
     if not paths and problems:
         return [], problems
     weights = Path(weights) if weights else default_weights(model)
     net, meta = load_model(weights, expect_backend=expected_backend(model))
+    tta, runner, shown = default_tta(tta, meta), TorchRunner(net, meta), {p.image: p for p in printed or []}
     out = ensure_writable_dir(Path(out))
-    written, used = [], set()
+    written, rows, used = [], [], set()
     for path in track(paths, "explaining", len(paths)) if track and len(paths) > 1 else paths:
         try:
             image = load_rgb(path, meta["input_size"])
         except ImageError as e:
             problems.append((str(path), str(e).removeprefix(f"{path}: ")))
             continue
-        x = torch.from_numpy(normalize(image[None], meta["preprocessing"]))
-        with torch.no_grad():
-            probs = probabilities(net(x).numpy(), meta["temperature"])
-        prediction = to_predictions([path], probs, meta, meta["threshold"])[0]
-        index, name = target_index(target, meta, probs[0])
-        heat, explained, grid = explanation_map(net, x, method, index, layer)
-        title = (f"{meta['backend']}: {prediction.label} ({prediction.confidence:.0%}), malignant score {prediction.malignant_score:.3f}"
-                 f" — {Path(path).name}")
-        note = f"{method} for {name}, layer {explained} ({grid[0]}x{grid[1]} map)"
+        prediction = shown.get(str(path)) or to_predictions([path], predict_probabilities(runner, image[None], tta), meta, meta["threshold"])[0]
+        index, name = target_index(target, meta, prediction)
+        heat, explained, grid = view_averaged_map(net, image, meta["preprocessing"], tta, method, index, layer)
+        count = len(tta_views(image[None], tta))  # numpy views of the image: nothing is copied
+        views = f"{count} views ({tta})" if count > 1 else "1 view"
+        title = (f"{meta['backend']}: {prediction.label} ({prediction.confidence:.1%}), malignant score {prediction.malignant_score:.3f}"
+                 f", {views} — {Path(path).name}")
+        note = f"{method} for {name}, layer {explained} ({grid[0]}x{grid[1]} map" + (f", mean of the {count} views)" if count > 1 else ")")
         stem = f"{Path(path).stem}_{method}"
         while stem in used:  # same file name in two folders
             stem += "_"
         used.add(stem)
         written.append(figure(out / f"{stem}.png", image, heat, prediction, title, note))
+        rows.append({**prediction_row(prediction), "method": method, "target": name, "layer": explained, "views": views})
+    if rows:
+        write_text(out / "explanations.csv", pd.DataFrame(rows).to_csv(index=False))
     return written, problems

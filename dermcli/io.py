@@ -11,10 +11,29 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def _fsync(path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable; some filesystems (and Windows) cannot open or sync a folder."""
+    try:
+        _fsync(path, os.O_RDONLY)
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path in the same folder; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
+    """Yield a temporary path in the same folder; rename it onto `path` only if the block succeeds.
+
+    A symlink is followed: its target is replaced, so the link stays a link to the new content. The file
+    is synced before the rename and its folder after, so a power cut leaves the old or the new file whole."""
+    path = Path(os.path.realpath(path))  # realpath, unlike resolve(), does not raise on a symlink loop
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,7 +43,9 @@ def atomic_path(path: Path):
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should be as readable as any other
     try:
         yield Path(tmp)
+        _fsync(tmp, os.O_RDWR)  # read-write: Windows cannot sync a read-only descriptor
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermcli.formatting import num
 from dermcli.io import atomic_path
 
 
@@ -68,8 +69,8 @@ def overlaid_curves_plot(path: Path, models: list[tuple[str, np.ndarray, np.ndar
 
     fig, (roc_ax, pr_ax) = axes_figure(2)
     for name, y, score in models:
-        roc_ax.plot(*roc_points(y, score), label=f"{name} (ROC-AUC {roc_auc(y, score):.3f})")
-        pr_ax.plot(*pr_points(y, score), label=f"{name} (PR-AUC {average_precision(y, score):.3f})")
+        roc_ax.plot(*roc_points(y, score), label=f"{name} (ROC-AUC {num(roc_auc(y, score))})")
+        pr_ax.plot(*pr_points(y, score), label=f"{name} (PR-AUC {num(average_precision(y, score))})")
     roc_ax.plot([0, 1], [0, 1], ":", color="grey")
     pr_ax.axhline(models[0][1].mean(), ls=":", color="grey", label="prevalence")
     _label_roc_pr(roc_ax, pr_ax, title)
@@ -80,6 +81,7 @@ def overlaid_curves_plot(path: Path, models: list[tuple[str, np.ndarray, np.ndar
 
 def forest_plot(path: Path, rows: list[dict], overall: float, title: str) -> Path:
     """Malignant ROC-AUC with its interval per subgroup (rows: label, auc, low, high, too_small), overall AUC dashed."""
+
     height = 0.22 * len(rows) + 1.4
     fig, (ax,) = axes_figure(size=(7, height), left=0.33, bottom=0.55 / height, top=1 - 0.55 / height)
     ys = np.arange(len(rows))[::-1]
@@ -88,7 +90,7 @@ def forest_plot(path: Path, rows: list[dict], overall: float, title: str) -> Pat
     for chosen, colour in ((~small, "black"), (small, "grey")):  # one errorbar call per colour: hundreds of artists fewer
         ax.errorbar(auc[chosen], ys[chosen], xerr=np.nan_to_num([auc[chosen] - low[chosen], high[chosen] - auc[chosen]]),
                     fmt="o", color=colour, capsize=2, markersize=4)
-    ax.axvline(overall, ls="--", color="red", label=f"all images {overall:.3f}")
+    ax.axvline(overall, ls="--", color="red", label=f"all images {num(overall)}")
     ax.set(yticks=ys, yticklabels=[r["label"] + (" (too small)" if r["too_small"] else "") for r in rows], xlim=(min(0.4, np.nanmin(low, initial=1) - 0.02), 1.02),
            xlabel="malignant ROC-AUC (95% lesion-level bootstrap interval)", title=f"{title}\nsubgroups")
     ax.tick_params(axis="y", labelsize=7)

@@ -94,6 +94,17 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
     return out
 
 
+def prediction_row(p: Prediction) -> dict:
+    """A prediction as a CSV row: image, label, p_<class> for each class, malignant_score (6 decimals)."""
+    return {"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
+            "malignant_score": round(p.malignant_score, 6)}
+
+
+def default_tta(tta: str | None, meta: dict) -> str:
+    """--tta, else the checkpoint's own (an ensemble is calibrated on its views), else none."""
+    return tta or meta.get("tta", "none")
+
+
 def predict(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
             engine: str = "auto", batch_size: int = 32, track=None, log=lambda msg: None,
             tta: str | None = None, device: str = "auto") -> tuple[list[Prediction], list[tuple[str, str]]]:
@@ -123,5 +134,5 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
             problems.append((str(path), str(e).removeprefix(f"{path}: ")))
     if not good:
         return [], problems
-    probs, distances = predict_scored(runner, np.stack(pixels), tta or meta.get("tta", "none"), batch_size)
+    probs, distances = predict_scored(runner, np.stack(pixels), default_tta(tta, meta), batch_size)
     return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold, distances), problems

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 
 from dermcli import bootstrap
-from dermcli.data.dataset import read_csv
+from dermcli.data.tables import read_csv
 from dermcli.errors import DermcliError
+from dermcli.formatting import fmt, num, undefined
 from dermcli.evaluate import EVAL_INFO, PREDICTIONS
 from dermcli.io import write_text
-from dermcli.subgroups import write_subgroups
 from dermcli.labels import MALIGNANT_INDICES
+from dermcli.subgroups import write_subgroups
 from dermcli.metrics import (auc_above_sensitivity, binary_summary, expected_calibration_error, malignant_score, multiclass_summary,
                              operating_points, ovr_auc, ovr_auc_above_sensitivity, per_class_scores, probabilities)
 
@@ -22,6 +23,8 @@ BINARY_ROWS = [("Accuracy", "accuracy"), ("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_
 # ISIC 2018 Task 3 ranks by "balanced multiclass accuracy": the mean recall over the seven classes, i.e. balanced accuracy.
 MULTICLASS_ROWS = [("Accuracy", "accuracy"), ("Balanced multiclass accuracy (ISIC)", "balanced_accuracy"), ("Macro F1", "macro_f1"),
                    ("Weighted F1", "weighted_f1"), ("Macro ROC-AUC (one-vs-rest)", "macro_auc"), ("Loss", "loss")]
+CLASS_FIGURES = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")  # of the task's classes; the other intervals of the malignant view
+OPERATING_POINT = ("sensitivity", "specificity", "ppv", "npv", "f1")
 
 
 def load_eval(folder: Path) -> tuple[dict, pd.DataFrame]:
@@ -77,13 +80,16 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
         result["multiclass"] = multiclass_summary(y, probs)
         result["per_class_auc"] = dict(zip(names, ovr_auc(y, probs)))
         result["per_class_auc_above_80"] = dict(zip(names, ovr_auc_above_sensitivity(y, probs, 0.80)))
-    w = bootstrap.group_weights(predictions["lesion_id"].to_numpy(), resamples, seed)
-    figures = bootstrap.decision_figures(d, w, on_classes=multiclass)
-    scores = {k: figures[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc")}
+    # One function per figure: row 0 (every image once) gives the point, the lesion resamples its interval.
+    w = np.vstack([np.ones((1, len(y))), bootstrap.group_weights(predictions["lesion_id"].to_numpy(), resamples, seed)])
+    # decision_figures' sensitivity is the binary table's recall
+    figures = {("recall" if k == "sensitivity" else k): v for k, v in bootstrap.decision_figures(d, w, on_classes=multiclass).items()}
     if multiclass:
-        scores["macro_auc"] = np.nanmean([bootstrap.weighted_auc((y == k).astype(int), probs[:, k], w)
-                                          for k in range(len(names)) if 0 < (y == k).sum() < len(y)], axis=0)
-    result["intervals"] = {k: bootstrap.interval(v) for k, v in scores.items()}
+        figures["macro_auc"] = bootstrap.weighted_macro_auc(y, probs, w)
+    head = result.get("multiclass", binary)
+    for key, values in figures.items():
+        (head if key in CLASS_FIGURES else binary)[key] = float(values[0])
+    result["intervals"] = {k: bootstrap.interval(v[1:]) for k, v in figures.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
     if "ood_score" in predictions.columns and "ood_threshold" in info:
         result["unusual"] = {"threshold": info["ood_threshold"], "fraction": float(np.mean(predictions["ood_score"].astype(float).to_numpy() > info["ood_threshold"]))}
@@ -92,8 +98,19 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     return result
 
 
-def fmt(value: float, ci: tuple[float, float] | None = None) -> str:
-    return f"{value:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+def json_text(data) -> str:
+    """Indented JSON with non-finite floats as null: JSON has no NaN."""
+    return json.dumps(_finite_or_none(data), indent=2, default=float, allow_nan=False) + "\n"
+
+
+def _finite_or_none(v):
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_or_none(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
 
 
 def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
@@ -102,12 +119,11 @@ def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
     tables = {}
     if "multiclass" in r:
         tables["7-class"] = [(label, fmt(r["multiclass"][key], ci.get(key))) for label, key in MULTICLASS_ROWS]
-        tables["7-class"] += [(f"ROC-AUC {c}", "n/a" if a is None else fmt(a)) for c, a in r["per_class_auc"].items()]
-        tables["7-class"] += [(f"AUC above 80% sensitivity {c} (ISIC)", "n/a" if a is None else fmt(a))
-                              for c, a in r["per_class_auc_above_80"].items()]
+        tables["7-class"] += [(f"ROC-AUC {c}", fmt(a)) for c, a in r["per_class_auc"].items()]
+        tables["7-class"] += [(f"AUC above 80% sensitivity {c} (ISIC)", fmt(a)) for c, a in r["per_class_auc_above_80"].items()]
     title = "Malignant vs benign" + (" (p(mel)+p(bcc)+p(akiec))" if "multiclass" in r else "")
-    # A 7-class model's intervals for accuracy etc. are of its 7-class figures; only the AUCs are of the binary view.
-    shared = ("roc_auc", "pr_auc") if "multiclass" in r else tuple(ci)
+    # A 7-class model's intervals for accuracy etc. are of its 7-class figures; only these are of the binary view.
+    shared = tuple(k for k in ci if k not in CLASS_FIGURES) if "multiclass" in r else tuple(ci)
     tables[f"{title} at threshold {r['binary']['threshold']:.4f}"] = [
         (label, fmt(r["binary"][key], ci.get(key) if key in shared else None)) for label, key in BINARY_ROWS]
     return tables
@@ -117,10 +133,10 @@ def classification_report_text(r: dict, names: list[str]) -> str:
     ci = r["intervals"]
     head = r.get("multiclass", r["binary"])
     cm = np.array(r["confusion"])
-    f1 = per_class_scores(cm)["f1"]
     lines = [f"Accuracy: {fmt(head['accuracy'], ci['accuracy'])}",
              f"Balanced {'multiclass ' if 'multiclass' in r else ''}accuracy: {fmt(head['balanced_accuracy'], ci['balanced_accuracy'])}",
-             f"Macro F1: {fmt(f1.mean(), ci['macro_f1'])}", f"Weighted F1: {fmt(np.average(f1, weights=cm.sum(axis=1)))}", "",
+             f"Macro F1: {fmt(head['macro_f1'], ci['macro_f1'])}",
+             f"Weighted F1: {fmt(np.average(per_class_scores(cm)['f1'], weights=cm.sum(axis=1)))}", "",
              sklearn_style_report(cm, names), "Confusion matrix (rows: true, columns: predicted)"]
     width = max(len(n) for n in names) + 2
     lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
@@ -154,11 +170,11 @@ def markdown(r: dict, info: dict) -> str:
         lines += [f"## {title}", "", "| Metric | Value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
     lines += ["## Operating points (malignant vs benign, thresholds chosen on this set for reference)", "",
               "| Target sensitivity | Threshold | Sensitivity | Specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {p['target_sensitivity']:.2f} | {p['threshold']:.4f} | {p['sensitivity']:.3f} | {p['specificity']:.3f} | {p['ppv']:.3f} | "
-              f"{p['npv']:.3f} | {p['f1']:.3f} |" for p in r["operating_points"]]
+    lines += [f"| {p['target_sensitivity']:.2f} | {p['threshold']:.4f} | " + " | ".join(num(p[k]) for k in OPERATING_POINT) + " |"
+              for p in r["operating_points"]]
     b = r["binary"]
-    lines += [f"| **{info['threshold_source']} threshold** | **{b['threshold']:.4f}** | **{b['recall']:.3f}** | **{b['specificity']:.3f}** | "
-              f"**{b['precision']:.3f}** | **{b['npv']:.3f}** | **{b['f1']:.3f}** |", "",
+    lines += [f"| **{info['threshold_source']} threshold** | **{b['threshold']:.4f}** | "
+              + " | ".join(f"**{num(b[k])}**" for k in ("recall", "specificity", "precision", "npv", "f1")) + " |", "",
               "## Calibration", "", f"Expected calibration error (15 bins): {r['calibration']['ece_before']:.4f} before, "
               f"{r['calibration']['ece_after']:.4f} after temperature scaling (T = {r['calibration']['temperature']:.3f}, fitted on validation).", ""]
     if "unusual" in r:
@@ -180,7 +196,8 @@ def write_reports(folder: Path, plots: bool = True) -> dict:
     write_text(folder / "classification_report.txt", r["classification_report"])
     write_text(folder / "metrics.md", markdown(r, info))
     public = {k: v for k, v in r.items() if k not in ("y_pred", "y", "score", "y_mal", "decisions", "classification_report")}
-    write_text(folder / "metrics.json", json.dumps(public, indent=2, default=float) + "\n")
+    write_text(folder / "metrics.json", json_text(public))
+
     r["subgroups"] = write_subgroups(folder, info, predictions, r["decisions"], r["binary"]["roc_auc"], plots)
     if plots:
         from dermcli.plots import write_plots

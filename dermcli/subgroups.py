@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from dermcli import bootstrap
-from dermcli.data.dataset import METADATA
+from dermcli.data.tables import METADATA
+from dermcli.formatting import fmt
 from dermcli.io import write_text
 
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30–44"), (45, 60, "45–59"), (60, 75, "60–74"), (75, np.inf, "≥75"))
@@ -69,10 +70,7 @@ def _band_order(group: str) -> int:
 
 
 def _cell(row, key: str) -> str:
-    value, low, high = row[key], row[f"{key}_low"], row[f"{key}_high"]
-    if not np.isfinite(value):
-        return "n/a"
-    return f"{value:.3f} ({low:.3f}–{high:.3f})" if np.isfinite(low) else f"{value:.3f}"
+    return fmt(row[key], (row[f"{key}_low"], row[f"{key}_high"]))
 
 
 def markdown(table: pd.DataFrame, info: dict) -> str:
@@ -81,7 +79,8 @@ def markdown(table: pd.DataFrame, info: dict) -> str:
              f"Accuracy and balanced accuracy of the {basis} decisions; ROC-AUC of the malignant score; sensitivity and "
              f"specificity at the model's threshold ({info['threshold']:.4f}). 95% intervals: bootstrap over the group's lesions. "
              f"*Too small*: fewer than {MIN_IMAGES} images, or only 1–{MIN_CLASS - 1} malignant or benign ones — "
-             "shown, but read with care. A group without malignant images has no ROC-AUC or sensitivity (n/a). "
+             "shown, but read with care. Undefined figures (—): ROC-AUC without both malignant and benign images, sensitivity "
+             f"without malignant ones, specificity without benign ones{'' if basis == '7-class' else ', balanced accuracy without both'}. "
              "Age in bands of the recorded age.", ""]
     for attribute, rows in table.groupby("attribute", sort=False):
         lines += [f"## {attribute}", "", "| Group | Images | Lesions | Malignant | Accuracy | Balanced accuracy | ROC-AUC | Sensitivity | Specificity |",

@@ -3,7 +3,7 @@
 import functools
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,8 @@ from dermcli.checkpoint import num_outputs, read_checkpoint, round_to_half, save
 from dermcli.config import TrainConfig
 from dermcli.data.dataset import load_dataset
 from dermcli.data.cache import cached_images
-from dermcli.data.split import load_split, make_split, save_split, select
+from dermcli.data.overlap import record_digests
+from dermcli.data.split import GROUPLESS_WARNING, has_group_ids, load_split, make_split, save_split, select
 from dermcli.distill import DistillationLoss, ViewRecordingBatches, check_teacher, geometric_views, teacher_logits
 from dermcli.distributed import World, start as join_job
 from dermcli.devices import NonFiniteLoss, Precision, module_device, resolve_amp, resolve_device
@@ -55,14 +56,14 @@ def train_one_epoch(model, batches, y: torch.Tensor, loss_fn, optimizer, rng, ba
         x = (x.pin_memory() if device.type == "cuda" and x.device.type == "cpu" else x).to(device, non_blocking=True)
         with precision.autocast():
             logits = model(channels_last(x))
-        loss = loss_fn(logits.float(), y[rows].to(device, non_blocking=True))  # losses in fp32, whatever the forward ran in
-        # DDP averages gradients over processes; weighting each by its share of the rows makes that the batch mean
-        precision.step(loss * (len(rows) * world.size / len(idx)), optimizer)
+        # This process's share of the global batch's mean loss, in fp32 whatever the forward ran in; the shares add up
+        # to the one-process loss, and DDP averages gradients over processes, hence the factor world.size.
+        share = loss_fn(logits.float(), y[rows].to(device, non_blocking=True), y[idx])
+        precision.step(share * world.size, optimizer)
         if after_step:
             after_step()
-        total, seen = total + loss.item() * len(rows), seen + len(rows)
-    total, seen = world.sum(total, seen)
-    return total / max(seen, 1)
+        total, seen = total + share.item() * len(idx), seen + len(idx)
+    return world.sum(total)[0] / max(seen, 1)
 
 
 def validation_logits(model, val_in, precision: Precision, world: World) -> np.ndarray:
@@ -157,7 +158,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs is not None else {})})
     cfg = cfg.resolved()
     where = torch.device(resolve_device(device))
-    cfg = replace(cfg, amp=resolve_amp(cfg.amp, where))
+    amp = resolve_amp(cfg.amp, where)  # cfg keeps what was asked, so a resume on another device resolves it there
     if cfg.sync_bn and where.type != "cuda":
         raise DermcliError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
     world = join_job(where)
@@ -171,7 +172,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     backend = get_backend(cfg.model)
     model = backend.build(num_outputs(cfg.task), cfg.model_options())
     if state is None:  # before anything is written: a model that cannot start leaves no half-made run behind
-        backend.initialise(model, cfg.model_options(), log)
+        backend.initialise(model, {**cfg.model_options(), "preprocessing": cfg.preprocessing}, log)  # --init layouts check it
         if cfg.teacher:
             check_teacher(Path(cfg.teacher), list(class_names(cfg.task)))
     else:
@@ -185,19 +186,24 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     table = load_dataset(Path(cfg.data))
     with world.main_first():
         split = run_split(cfg, table, out, resume, world)
-    train_rows, val_rows = select(table, split, "train"), select(table, split, "val")
+    source = cfg.split_file if cfg.split_file and not resume else str(out / "split.csv")
+    train_rows, val_rows = select(table, split, "train", source), select(table, split, "val", source)
     y_train = np.array(task_targets(train_rows["dx"], cfg.task))
     y_val = np.array(task_targets(val_rows["dx"], cfg.task))
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
+    if not has_group_ids(table):
+        log(GROUPLESS_WARNING.format(data=cfg.data))
 
-    precision = Precision(cfg.amp, where)
-    log(f"training on {where}" + (f" with {cfg.amp} autocast" if cfg.amp != "none" else "")
+    precision = Precision(amp, where)
+    log(f"training on {where}" + (f" with {amp} autocast" if amp != "none" else "")
         + (f", {world.size} processes, global batch {world.size} x {cfg.batch_size}" if world.size > 1 else ""))
     if cfg.fp16_frozen and state is None:
         round_to_half(parts(cfg.freeze)[0])
     paths = (train_rows["path"].tolist(), val_rows["path"].tolist())
     start_epoch = state["training_state"]["epoch"] + 1 if state else 1
     stage = build_stage(stage_number(cfg, min(start_epoch, cfg.epochs)), cfg, model, parts, *paths, track, world)
+    if world.main:
+        record_digests(out / "split.csv", split, pd.concat([train_rows, val_rows]), cfg.input_size, track)
     rng = np.random.default_rng(cfg.seed)
     average = WeightAverage(model, lambda m: backend.split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
     evaluated = average.model if average else model  # what validation scores and best.pt stores
@@ -221,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     meta = {
         "backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task)), "input_size": cfg.input_size,
         "preprocessing": cfg.preprocessing, "model_options": cfg.model_options(), "threshold": 0.5, "temperature": 1.0,
-        "config": asdict(cfg), "split_seed": cfg.split_seed,
+        "config": asdict(cfg), "split_seed": cfg.split_seed, "amp": amp,
     }
     if world.main:
         write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
@@ -276,4 +282,4 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     except NonFiniteLoss:
         kept = f"last.pt holds epoch {epoch - 1}, the last good one" if epoch > 1 else "no epoch had finished"
         raise DermcliError(f"the loss became NaN or infinite in epoch {epoch}: stopped; {kept} "
-                           f"(try a lower --lr{', or --amp none' if cfg.amp != 'none' else ''})") from None
+                           f"(try a lower --lr{', or --amp none' if amp != 'none' else ''})") from None

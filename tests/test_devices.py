@@ -59,7 +59,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_epoch(small
 
     def turns_nan(*args, **kwargs):
         loss = real_loss(*args, **kwargs)
-        return lambda logits, y: loss(logits, y) * (float("nan") if len(epochs) >= 2 else 1.0)  # NaN from epoch 2 on
+        return lambda logits, y, batch: loss(logits, y, batch) * (float("nan") if len(epochs) >= 2 else 1.0)  # NaN from epoch 2 on
 
     def counted_epoch(*args, **kwargs):
         epochs.append(1)
@@ -77,7 +77,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_epoch(small
 @cuda
 def test_cuda_training_with_bf16_and_evaluation_on_the_gpu(small_ham, tmp_path):
     best = training.train(config(small_ham, tmp_path / "gpu", epochs=2), device="cuda")
-    assert read_checkpoint(best)["meta"]["config"]["amp"] in ("bf16", "none")
+    assert read_checkpoint(best)["meta"]["amp"] in ("bf16", "none")
     on_gpu, _ = predict([str(REPO / "examples" / "ISIC_0026531.jpg")], best, engine="torch", device="cuda")
     on_cpu, _ = predict([str(REPO / "examples" / "ISIC_0026531.jpg")], best, engine="torch", device="cpu")
     assert np.allclose(list(on_gpu[0].probabilities.values()), list(on_cpu[0].probabilities.values()), atol=1e-3)

@@ -21,7 +21,7 @@ from dermcli.train import RUN_FILES, train
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dermcli"]
 # A trainable part without BatchNorm (a linear head on cached features): 2 processes x B rows then compute
 # what 1 process computes on the same 2B rows, up to float rounding.
-HEAD_ONLY = ["--model", "resnet18", "--no-pretrained", "--input-size", "32", "--freeze", "backbone", "--class-weights", "none",
+HEAD_ONLY = ["--model", "resnet18", "--no-pretrained", "--input-size", "32", "--freeze", "backbone", "--class-weights", "balanced",
              "--lr", "0.01", "--epochs", "2", "--scheduler", "cosine"]
 
 
@@ -94,11 +94,14 @@ def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(re
     assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2]
 
     for processes in (1, 2):
-        result = dermcli("eval", "--weights", run / "best.pt", "--data", real_subset, "--split", "all", "--out",
+        result = dermcli("eval", "--weights", run / "best.pt", "--data", real_subset, "--split", "all", "--allow-overlap", "--out",
                          tmp_path / f"eval_{processes}", processes=processes)
         assert result.returncode == 0, result.stderr[-2000:]
-    one, two = ((tmp_path / f"eval_{n}" / "predictions.csv").read_text() for n in (1, 2))
-    assert one == two and len(one.splitlines()) == 1 + len(pd.read_csv(real_subset / "HAM10000_metadata.csv"))
+    for part in ("predictions.csv", "overlap/predictions.csv"):  # the test split, and the model's own images apart
+        one, two = ((tmp_path / f"eval_{n}" / part).read_text() for n in (1, 2))
+        assert one == two
+    rows = sum(len(pd.read_csv(tmp_path / "eval_1" / part)) for part in ("predictions.csv", "overlap/predictions.csv"))
+    assert rows == len(pd.read_csv(real_subset / "HAM10000_metadata.csv"))
 
 
 def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_dir):

@@ -133,7 +133,7 @@ def test_explain_writes_a_figure_per_image_and_reports_bad_files(tmp_path):
                      cwd=__import__("tests.conftest").conftest.REPO)
     assert result.returncode == 1
     assert "skipped" in result.stdout and "broken.jpg" in result.stdout and "Traceback" not in result.stderr
-    assert [p.name for p in (tmp_path / "maps").iterdir()] == ["ISIC_0024431_gradcam.png"]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["ISIC_0024431_gradcam.png", "explanations.csv"]
     bad = run_cli("explain", "examples/ISIC_0024431.jpg", "--out", str(tmp_path / "m"), "--method", "magic",
                   cwd=__import__("tests.conftest").conftest.REPO)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "--method" in bad.stderr

@@ -83,7 +83,7 @@ def test_existing_run_is_not_overwritten_without_asking(small_ham, tmp_path):
 def test_run_folder_holds_split_config_and_calibration(small_ham, tmp_path):
     best = training.train(config(small_ham, tmp_path / "run", epochs=1))
     split = pd.read_csv(tmp_path / "run" / "split.csv")
-    assert list(split.columns) == ["image_id", "lesion_id", "label", "split"]
+    assert list(split.columns) == ["image_id", "lesion_id", "label", "split", "pixels_28px"]  # digests: see data.overlap
     assert (split.groupby("lesion_id")["split"].nunique() == 1).all()
     meta = read_checkpoint(best)["meta"]
     assert meta["backend"] == "cnn" and meta["task"] == "multiclass" and meta["config"]["seed"] == 42

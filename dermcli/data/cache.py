@@ -1,7 +1,10 @@
 """Decode once: images resized to the model's input size, kept as a memory-mappable uint8 .npy.
 
-The cache key hashes every file's path, size and mtime plus the target size, so a changed,
-added or removed image (or another size) builds a new cache instead of reusing a stale one.
+The cache key hashes every file's path, size, mtime, inode and ctime plus the target size and the decoder's
+version, so a changed, added or removed image (or another size, or a new decoder) builds a new cache instead
+of reusing a stale one. Inode and ctime catch a same-size replacement whose mtime was kept (`cp -p`,
+`rsync -a`, `tar x`, os.utime): a rename-over gets a new inode, an in-place rewrite a new ctime, and
+neither can be set back from user space.
 """
 
 import hashlib
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermcli.data.images import load_rgb
+from dermcli.data.images import DECODE_VERSION, load_rgb
 from dermcli.errors import DermcliError
 from dermcli.io import atomic_path
 
@@ -23,10 +26,10 @@ def cache_dir() -> Path:
 
 
 def cache_key(paths: list[str], size: int) -> str:
-    digest = hashlib.sha256(f"size={size}\n".encode())
+    digest = hashlib.sha256(f"size={size}\tdecode={DECODE_VERSION}\n".encode())
     for p in paths:
         st = os.stat(p)
-        digest.update(f"{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        digest.update(f"{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}\t{st.st_ctime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermcli.data.dataset import attach_paths, check_unique_ids, read_csv
+from dermcli.data.tables import attach_paths, check_unique_ids, read_csv
 from dermcli.errors import DermcliError
 from dermcli.labels import CLASSES
 

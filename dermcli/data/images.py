@@ -34,6 +34,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Part of every decoded-image cache's key: bump it whenever load_rgb's output changes for the same file.
+DECODE_VERSION = 2
+
+
 def load_rgb(path: Path, size: int) -> np.ndarray:
     """Return the image at `path` upright, in RGB, resized to (size, size, 3) uint8.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermcli.data.dataset import METADATA, METADATA_ALIASES, attach_paths, check_unique_ids, read_csv
+from dermcli.data.tables import METADATA, METADATA_ALIASES, attach_paths, check_unique_ids, read_csv
 from dermcli.errors import DermcliError
 from dermcli.labels import CLASSES
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermcli.data.dataset import read_csv
+from dermcli.data.tables import read_csv
 from dermcli.errors import DermcliError
 from dermcli.io import write_text
 
@@ -69,7 +69,9 @@ def check_no_leakage(split: pd.DataFrame, source: str = "split") -> None:
 
 
 def save_split(split: pd.DataFrame, path: Path) -> None:
-    write_text(path, split[SPLIT_COLUMNS].to_csv(index=False))
+    """The split's columns, and the pixel digests of its images where known (data.overlap)."""
+    digests = [c for c in split.columns if c.startswith("pixels_")]
+    write_text(path, split[SPLIT_COLUMNS + digests].to_csv(index=False))
 
 
 def load_split(path: Path) -> pd.DataFrame:
@@ -87,8 +89,30 @@ def load_split(path: Path) -> pd.DataFrame:
     return split
 
 
+def check_against_data(table: pd.DataFrame, split: pd.DataFrame, source: str = "split") -> None:
+    """Refuse a split whose lesion ids are not the data set's own: a split file that calls each image its own
+    lesion would otherwise pass its own leakage check while a lesion's images straddle the splits."""
+    merged = split[["image_id", "lesion_id"]].merge(table[["image_id", "lesion_id"]], on="image_id", suffixes=("", "_data"))
+    differs = merged.index[merged["lesion_id"] != merged["lesion_id_data"]]
+    if len(differs):
+        row = merged.loc[differs[0]]
+        raise DermcliError(f"{source}: image {row['image_id']} is in lesion {row['lesion_id']!r}, but the data set says "
+                           f"{row['lesion_id_data']!r} ({len(differs)} images disagree): refused")
+
+
+def has_group_ids(table: pd.DataFrame) -> bool:
+    """Whether the data names lesions (or patients); class folders and ISIC CSVs without metadata make each image its own."""
+    return bool((table["lesion_id"] != table["image_id"]).any())
+
+
+GROUPLESS_WARNING = ("warning: {data} names no lesion or patient ids, so each image is its own group: "
+                     "near-duplicate images of one lesion may straddle the splits")
+
+
 def select(table: pd.DataFrame, split: pd.DataFrame, name: str, source: str = "split") -> pd.DataFrame:
-    """Rows of `table` that `split` puts in `name`; every image of that split must be in the table."""
+    """Rows of `table` that `split` puts in `name`; every image of that split must be in the table, in the same
+    lesion as the data set says (check_against_data)."""
+    check_against_data(table, split, source)
     ids = split.loc[split["split"] == name, "image_id"]
     missing = ids[~ids.isin(table["image_id"])]
     if len(missing):

@@ -34,7 +34,8 @@ class Backend:
         raise NotImplementedError
 
     def initialise(self, model, options: dict, log) -> None:
-        """Load starting weights for training (e.g. ImageNet); `log` takes one-line messages."""
+        """Load starting weights for training (e.g. ImageNet); `log` takes one-line messages. `options`: the run's
+        model options and its `preprocessing`, which an --init file's recognised layout is checked against."""
 
     def split_frozen(self, model, freeze: str):
         """Return (frozen_prefix, trainable_rest) sharing `model`'s modules, for `--freeze`."""

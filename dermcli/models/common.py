@@ -1,7 +1,10 @@
 """What every named backbone shares: a Classifier that keeps the backbone and the head apart (so
 `--freeze backbone` caches pooled features and trains the head alone), the two heads, partial loading of
-pretrained state dicts, and the mapping from a weights' mean/std to dermcli's preprocessing names."""
+pretrained state dicts, the layouts of starting weights that need other options than the defaults, and the
+mapping from a weights' mean/std to dermcli's preprocessing names."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -116,10 +119,62 @@ def load_partial(model: nn.Module, state: dict, source: str, prefix: str = "") -
     return done, [m for m in top if m not in done]
 
 
-def init_from_file(model: nn.Module, path: str, log, prefix: str = "") -> None:
+@dataclass(frozen=True)
+class Layout:
+    """Starting weights recognised by their keys and statistics, and the options their training used."""
+
+    name: str
+    options: dict[str, str]  # e.g. {"preprocessing": "caffe", "strides": "v1"}
+    certain: bool  # True: other options train a wrong model (refused); False: the file may be another's (a warning)
+    matches: Callable[[dict], bool]
+
+
+def _caffe_resnet(state: dict) -> bool:
+    # torchvision's ResNet key names. Caffe's 0-255 inputs put the stem's BatchNorm variances in the thousands (the
+    # Keras file's median: 3400); inputs scaled to about [-2, 2] put them in single digits.
+    var = state.get("bn1.running_var")
+    return "layer1.0.conv1.weight" in state and var is not None and float(var.float().median()) > 100
+
+
+def _efficientnet_lite(state: dict) -> bool:
+    # timm's key names; Lite has no squeeze-excitation, and its 5x5 depthwise convs tell it from MobileNetV2.
+    return "conv_stem.weight" in state and not any(".se." in k for k in state) and any(
+        k.endswith("conv_dw.weight") and v.shape[-1] == 5 for k, v in state.items())
+
+
+LAYOUTS = (
+    Layout("a ResNet converted from Keras/Caffe (its stem's BatchNorm statistics are those of 0-255 inputs; v1 strides)",
+           {"preprocessing": "caffe", "strides": "v1"}, True, _caffe_resnet),
+    Layout("an EfficientNet-Lite in timm's key names, as Google's TensorFlow weights for timm/tf_efficientnet_lite* (timm's own "
+           "efficientnet_lite0 weights, if these are those, use ImageNet's mean/std)", {"preprocessing": "inception"}, False, _efficientnet_lite),
+)
+
+
+def recognise(state: dict) -> Layout | None:
+    return next((layout for layout in LAYOUTS if layout.matches(state)), None)
+
+
+def check_layout(state: dict, source: str, options: dict, log) -> None:
+    """Refuse starting weights whose recognised layout was trained with other options than the run's (warn where
+    the recognition is not certain). Options missing from `options` are not compared."""
+    layout = recognise(state)
+    differ = [k for k, v in layout.options.items() if options.get(k, v) != v] if layout else []
+    if differ:
+        message = (f"{source} is {layout.name}: train with {' '.join(f'--{k} {v}' for k, v in layout.options.items())} "
+                   f"(this run: {', '.join(f'--{k} {options[k]}' for k in differ)})")
+        if layout.certain:
+            raise DermcliError(message)
+        log(f"warning: {message}")
+
+
+def init_from_file(model: nn.Module, options: dict, log, prefix: str = "") -> None:
+    """Start from the state dict at options["init"], checked against the run's options (check_layout)."""
     from dermcli.checkpoint import torch_load
 
-    done, random = load_partial(model, torch_load(Path(path)), path, prefix)
+    path = str(options["init"])
+    state = torch_load(Path(path))
+    done, random = load_partial(model, state, path, prefix)  # first: it refuses what is not a state dict
+    check_layout(state, path, options, log)
     log(f"initialised from {path}: {', '.join(done)}; random: {', '.join(random)}")
 
 

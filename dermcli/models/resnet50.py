@@ -51,7 +51,7 @@ class ResNet50Backend(Backend):
 
     def initialise(self, model, options: dict, log) -> None:
         if options.get("init"):
-            init_from_file(model, str(options["init"]), log)
+            init_from_file(model, options, log)
         elif options.get("pretrained"):
             load_partial(model, _imagenet_state_dict(), "ImageNet weights")
             log("initialised from torchvision ResNet50_Weights.IMAGENET1K_V2; random: fc (head)")

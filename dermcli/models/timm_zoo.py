@@ -38,7 +38,7 @@ class TimmBackend(Backend):
 
     def initialise(self, model, options: dict, log) -> None:
         if options.get("init"):
-            init_from_file(model, str(options["init"]), log, prefix="backbone.")
+            init_from_file(model, options, log, prefix="backbone.")
         elif options.get("pretrained"):
             timm = _timm()
             try:

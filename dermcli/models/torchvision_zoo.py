@@ -63,7 +63,7 @@ class TorchvisionBackend(Backend):
 
     def initialise(self, model, options: dict, log) -> None:
         if options.get("init"):
-            init_from_file(model, str(options["init"]), log, prefix="backbone.")
+            init_from_file(model, options, log, prefix="backbone.")
         elif options.get("pretrained"):
             weights = _default_weights(self.name)
             try:
