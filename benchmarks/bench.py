@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dermcli.predict import SHIPPED  # --model name -> shipped weights
+from dermcli.inference.predict import SHIPPED  # --model name -> shipped weights
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,9 +29,9 @@ def weights_for(backend: str, workdir: Path) -> Path:
     """The shipped weights, or an untrained checkpoint of the same shape (speed does not depend on values)."""
     if backend in SHIPPED and SHIPPED[backend].is_file():
         return SHIPPED[backend]
-    from dermcli.checkpoint import num_outputs, save_checkpoint
-    from dermcli.labels import class_names
-    from dermcli.models import get_backend
+    from dermcli.core.labels import class_names
+    from dermcli.models.checkpoint import num_outputs, save_checkpoint
+    from dermcli.models.registry import get_backend
 
     b = get_backend(backend)
     path = workdir / f"{backend.replace('/', '_')}.pt"
@@ -52,8 +52,8 @@ def plain_eval(backend: str, weights: Path, paths: list[str]) -> float:
     import torch
     from PIL import Image
 
-    from dermcli.checkpoint import load_model
-    from dermcli.preprocess import normalize
+    from dermcli.data.transforms import normalize
+    from dermcli.models.loading import load_model
 
     model, meta = load_model(weights)
     size = meta["input_size"]
@@ -78,7 +78,7 @@ def plain_eval(backend: str, weights: Path, paths: list[str]) -> float:
 def dermcli_eval(engine: str, weights: Path, paths: list[str]) -> float:
     """img/s of dermcli's eval path: decode into the cache (cold), then the engine over all images."""
     from dermcli.data.cache import cached_images
-    from dermcli.engine import load_runner
+    from dermcli.inference.loading import load_runner
 
     runner = load_runner(weights, engine)
     start = time.perf_counter()
@@ -95,12 +95,13 @@ def train_epoch(backend: str, freeze: str, plain: bool, data: Path, limit: int |
     import numpy as np
     import torch
 
-    from dermcli.batches import ImageBatches, channels_last, frozen_features
+    from dermcli.data.batches import ImageBatches, channels_last
     from dermcli.data.cache import cached_images
     from dermcli.data.dataset import load_dataset
     from dermcli.data.split import make_split, select
-    from dermcli.models import get_backend
-    from dermcli.train import train_one_epoch
+    from dermcli.models.registry import get_backend
+    from dermcli.training.features import frozen_features
+    from dermcli.training.loop import train_one_epoch
 
     table = load_dataset(data)
     rows = select(table, make_split(table), "train")
@@ -149,7 +150,7 @@ def report_writing() -> dict:
     folder = Path(tempfile.mkdtemp()) / "eval"
     shutil.copytree(REPORT_SOURCE, folder)
     start = time.perf_counter()
-    from dermcli.report import write_reports
+    from dermcli.evaluation.report import write_reports
 
     write_reports(folder)
     return {"report_s": time.perf_counter() - start}
@@ -157,7 +158,7 @@ def report_writing() -> dict:
 
 def measure(name: str, args: argparse.Namespace) -> dict:
     if name.startswith("backbone:"):  # ONNX Runtime eval throughput of an untrained backbone at its default input size
-        from dermcli.checkpoint import load_model
+        from dermcli.models.loading import load_model
 
         weights = weights_for(name.partition(":")[2], Path(tempfile.mkdtemp()))
         parameters = sum(p.numel() for p in load_model(weights)[0].parameters())
@@ -210,7 +211,7 @@ def card_loss(backend: str):
     """The cards' training losses: cross-entropy for the 7-class CNN, BCE on the one logit of a binary model."""
     import torch
 
-    from dermcli.objectives import BinaryCrossEntropy, CrossEntropy
+    from dermcli.training.objectives import BinaryCrossEntropy, CrossEntropy
 
     if backend == "cnn":
         return CrossEntropy(torch.ones(7), 0.0)
@@ -233,7 +234,7 @@ def main() -> None:
         os.environ.setdefault("DERMCLI_CACHE_DIR", tempfile.mkdtemp())
         rows = {name: in_subprocess(f"backbone:{name}", args) for name in args.backbones.split(",")}
         print("\n| backbone | parameters (7-class head) | input | ONNX Runtime eval img/s | peak RSS (MB) |\n|---|---|---|---|---|")
-        from dermcli.models import get_backend
+        from dermcli.models.registry import get_backend
 
         for name, r in rows.items():
             print(f"| `{name}` | {r['parameters_m']:.1f}M | {get_backend(name).input_size} | {r['img_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")

@@ -85,7 +85,7 @@ def non_dermoscopy(folder: Path, half: int) -> dict[str, list[Path]]:
 
 
 def scores(runner, images: np.ndarray) -> dict[str, np.ndarray]:
-    from dermcli.metrics import probabilities
+    from dermcli.models.outputs import probabilities
 
     logits, distance = runner.outputs(images)
     two_class = np.concatenate([np.zeros_like(logits), logits], axis=1) if logits.shape[1] == 1 else logits
@@ -101,9 +101,9 @@ def evaluate(weights: Path, data: Path, generated: list[dict[str, list[Path]]]) 
     from dermcli.data.dataset import load_dataset
     from dermcli.data.images import load_rgb
     from dermcli.data.split import load_split, select
-    from dermcli.engine import TorchRunner
-    from dermcli.evaluate import resolve_split_file
-    from dermcli.metrics import roc_auc
+    from dermcli.evaluation.evaluate import resolve_split_file
+    from dermcli.evaluation.metrics import roc_auc
+    from dermcli.inference.runners import TorchRunner
 
     runner = TorchRunner.load(weights)
     size, table = runner.meta["input_size"], load_dataset(data)

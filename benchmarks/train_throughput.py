@@ -18,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench import card_loss  # benchmarks/ is this script's folder, so on sys.path
 
-from dermcli.batches import ImageBatches, Rows
+from dermcli.data.batches import ImageBatches, Rows
 from dermcli.data.cache import cached_images
 from dermcli.data.dataset import load_dataset
 from dermcli.data.split import make_split, select
-from dermcli.devices import Precision, resolve_amp, resolve_device
-from dermcli.models import get_backend
-from dermcli.train import train_one_epoch
-
-from bench import card_loss  # benchmarks/ is this script's folder, so on sys.path
+from dermcli.models.registry import get_backend
+from dermcli.runtime.devices import Precision, resolve_amp, resolve_device
+from dermcli.training.loop import train_one_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {"resnet50": 32, "cnn": 128}  # backend: batch size (the cards')

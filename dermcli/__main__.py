@@ -12,7 +12,7 @@ from pathlib import Path
 # Typer's `predict` options (tests keep the two in step): option -> (parameter, converter; None = flag)
 PREDICT_OPTIONS = {"--weights": ("weights", Path), "--model": ("model", str), "--threshold": ("threshold", float),
                    "--json": ("as_json", None), "--out": ("out", Path), "--engine": ("engine", str), "--tta": ("tta", str),
-                   "--device": ("device", str), "--explain": ("explain", Path)}
+                   "--device": ("device", str), "--explain": ("explain", Path), "--native-resolution": ("native_resolution", None)}
 
 
 def plain_predict_call(args: list[str]) -> dict | None:
@@ -42,10 +42,10 @@ def plain_predict_call(args: list[str]) -> dict | None:
 
 def main() -> None:
     if (call := plain_predict_call(sys.argv[1:])) is not None:
-        from dermcli.console import predict_command, run_guarded
+        from dermcli.cli.console import predict_command, run_guarded
 
         run_guarded(predict_command, **call)
-    from dermcli.cli import main as typer_main
+    from dermcli.cli.app import main as typer_main
 
     typer_main()
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from dermcli import PROJECT_ROOT
-from dermcli.ood import add_statistics
+from dermcli.training.unusual import add_statistics
 
 
 def main() -> None:

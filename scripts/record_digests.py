@@ -9,14 +9,12 @@ the digests were added record them themselves). Only split.csv gains a column; t
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from dermcli import PROJECT_ROOT
-from dermcli.checkpoint import read_checkpoint
 from dermcli.data.dataset import load_dataset
 from dermcli.data.overlap import record_digests
 from dermcli.data.split import load_split, select
-from dermcli.evaluate import resolve_split_file
+from dermcli.evaluation.evaluate import resolve_split_file
+from dermcli.models.checkpoint import read_checkpoint
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     for weights in args.weights:
         source = resolve_split_file(weights, None)
         split, size = load_split(source), read_checkpoint(weights)["meta"]["input_size"]
-        record_digests(source, split, pd.concat([select(table, split, part, str(source)) for part in ("train", "val")]), size)
+        record_digests(source, split, [select(table, split, part, str(source)) for part in ("train", "val")], size)
         print(f"{source}: pixel digests at {size} px")
 
 

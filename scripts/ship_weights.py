@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dermcli.checkpoint import build_model, read_checkpoint, save_checkpoint
-from dermcli.io import write_text
+from dermcli.core.files import write_text
+from dermcli.models.checkpoint import read_checkpoint, save_checkpoint
+from dermcli.models.loading import build_model
 
 FP16_TOLERANCE = 1e-3
 
@@ -32,8 +33,8 @@ def validation_images(run: Path, meta: dict) -> np.ndarray:
 
 def fp16_check(reference: Path, shipped: Path, images: np.ndarray) -> dict:
     """Largest and mean absolute difference of the two files' probabilities (temperature applied) on `images`."""
-    from dermcli.engine import TorchRunner
-    from dermcli.metrics import probabilities
+    from dermcli.inference.runners import TorchRunner
+    from dermcli.models.outputs import probabilities
 
     probs = [probabilities(runner.logits(images), runner.meta["temperature"]) for runner in map(TorchRunner.load, (reference, shipped))]
     difference = np.abs(probs[0] - probs[1])

@@ -46,7 +46,7 @@ for model in lite0 cnn resnet50; do
   dermcli predict examples/ --model "$model" --out "examples/predictions_$model.csv" --engine torch
 done
 # The README's results table:
-python -c "from pathlib import Path; from dermcli.card import results_table; print(results_table([Path('weights/' + n + '/eval') for n in ('lite0_ensemble_ham10000_7class', 'cnn_ham10000_7class', 'resnet50_ham10000_binary')]))"
+python -c "from pathlib import Path; from dermcli.evaluation.card import results_table; print(results_table([Path('weights/' + n + '/eval') for n in ('lite0_ensemble_ham10000_7class', 'cnn_ham10000_7class', 'resnet50_ham10000_binary')]))"
 # The README's explanation overlays and unusual-image figures (the OOD statistics came with training):
 dermcli explain examples/ISIC_0026531.jpg --model lite0 --out docs/explain/lite0
 dermcli explain examples/ISIC_0026531.jpg --model cnn --out docs/explain/cnn

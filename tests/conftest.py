@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermcli.labels import CLASSES
+from dermcli.core.labels import CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("DERMCLI_TEST_DATA", REPO.parent / "shared" / "data" / "ham10000"))

@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dermcli.card import model_card
-from dermcli.config import TrainConfig
-from dermcli.engine import TOLERANCE, export_onnx
-from dermcli.errors import DermcliError
-from dermcli.evaluate import evaluate
-from dermcli.models import get_backend
-from dermcli.predict import predict
-from dermcli.report import write_reports
-from dermcli.train import train
+from dermcli.core.errors import DermcliError
+from dermcli.evaluation.card import model_card
+from dermcli.evaluation.evaluate import evaluate
+from dermcli.evaluation.report import write_reports
+from dermcli.inference.export import TOLERANCE, export_onnx
+from dermcli.inference.predict import predict
+from dermcli.models.registry import get_backend
+from dermcli.training.config import TrainConfig
+from dermcli.training.run import train
 from tests.conftest import REPO, run_cli
 
 SHARED_LITE0 = REPO.parent / "shared" / "weights" / "tf_efficientnet_lite0_imagenet_timm.pt"
@@ -31,7 +31,7 @@ def small_run(data, out, model, **changes):
 @pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0", "convnext_tiny", "densenet121", "vit_b_32"])
 def test_families_train_evaluate_export_and_predict(real_subset, tmp_path, model):
     best = small_run(real_subset, tmp_path / "run", model)
-    folder = evaluate(best, real_subset, tmp_path / "eval", "val", engine="auto")  # ONNX Runtime: exported and checked once
+    folder = evaluate(best, real_subset, tmp_path / "eval", split="val", engine="auto")  # ONNX Runtime: exported and checked once
     predictions = pd.read_csv(folder / "predictions.csv")
     assert len(predictions) > 0 and np.allclose(predictions.filter(like="p_").sum(axis=1), 1, atol=1e-4)
     write_reports(folder, plots=False)
@@ -106,7 +106,7 @@ def test_timm_efficientnet_lite0_from_the_shared_imagenet_file(real_subset, tmp_
     backend = get_backend("timm/tf_efficientnet_lite0")
     assert (backend.input_size, backend.default_preprocessing) == (224, "inception")  # timm's pretrained config
     best = small_run(real_subset, tmp_path / "lite0", "timm/tf_efficientnet_lite0", init=str(SHARED_LITE0), freeze="backbone")
-    from dermcli.checkpoint import load_model
+    from dermcli.models.loading import load_model
 
     model, meta = load_model(best)
     imagenet = torch.load(SHARED_LITE0, weights_only=True)
@@ -131,7 +131,7 @@ def test_a_backbone_cut_at_a_named_stage_computes_what_it_did_whole(model, point
 def test_freezing_at_a_stage_trains_only_what_follows_it_on_cached_features(real_subset, tmp_path):
     import os
 
-    from dermcli.checkpoint import load_model
+    from dermcli.models.loading import load_model
 
     cache = Path(os.environ["DERMCLI_CACHE_DIR"])
     before = set(cache.glob("features_*"))

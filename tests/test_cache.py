@@ -3,9 +3,9 @@ import os
 import numpy as np
 import torch
 
-from dermcli.batches import features_key, frozen_features
 from dermcli.data.cache import cache_dir, cache_key, cached_images, decode_images
-from dermcli.models import get_backend
+from dermcli.models.registry import get_backend
+from dermcli.training.features import features_key, frozen_features
 from tests.conftest import write_image
 
 

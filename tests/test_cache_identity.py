@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import dermcli.data.cache as cache_module
+from dermcli.core.files import atomic_path, write_text
 from dermcli.data.cache import cache_key, cached_images, decode_images
-from dermcli.devices import Precision
-from dermcli.distill import teacher_cache_key
-from dermcli.engine import checkpoint_digest
-from dermcli.io import atomic_path, write_text
-from dermcli.metrics import fit_temperature, temperature_note, nll, probabilities, softmax
+from dermcli.evaluation.metrics import fit_temperature, nll, temperature_note
+from dermcli.inference.loading import checkpoint_digest
+from dermcli.models.outputs import probabilities, softmax
+from dermcli.runtime.devices import Precision
+from dermcli.training.distill import teacher_cache_key
 from tests.conftest import write_image
 
 HOW = ["rewritten in place", "renamed over"]  # cp -p keeps the inode; rsync -a and tar x rename a new file over it

@@ -3,9 +3,10 @@ import pickle
 import pytest
 import torch
 
-from dermcli.checkpoint import load_model, round_to_half, save_checkpoint
-from dermcli.errors import DermcliError
-from dermcli.models import get_backend
+from dermcli.core.errors import DermcliError
+from dermcli.models.checkpoint import round_to_half, save_checkpoint
+from dermcli.models.loading import load_model
+from dermcli.models.registry import get_backend
 
 
 def meta(backend="cnn", task="multiclass"):

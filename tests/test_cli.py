@@ -82,7 +82,7 @@ def test_the_fast_predict_parser_knows_exactly_typers_predict_options():
     import typer
 
     from dermcli.__main__ import PREDICT_OPTIONS, plain_predict_call
-    from dermcli.cli import app
+    from dermcli.cli.app import app
 
     params = typer.main.get_command(app).commands["predict"].params
     assert {opt: p.name for p in params for opt in p.opts if opt.startswith("--")} == {k: v[0] for k, v in PREDICT_OPTIONS.items()}
@@ -152,7 +152,7 @@ def test_eval_on_an_external_isic_set(cnn_run, real_subset, tmp_path):
     (KeyboardInterrupt(), 130, "interrupted"), (ValueError("boom"), 2, "internal error: ValueError: boom"),
 ])
 def test_commands_end_in_one_line_and_an_exit_code_whatever_they_raise(capsys, raised, code, line):
-    from dermcli.console import run_guarded
+    from dermcli.cli.console import run_guarded
 
     def command():
         raise raised

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dermcli.compare import compare, load_aligned, write_compare
-from dermcli.errors import DermcliError
-from dermcli.labels import BINARY_CLASSES
-from dermcli.metrics import auc_above_sensitivity
-from dermcli.report import write_reports
-from dermcli.stats import delong, mcnemar
+from dermcli.core.errors import DermcliError
+from dermcli.core.labels import BINARY_CLASSES
+from dermcli.evaluation.compare import compare, load_aligned, write_compare
+from dermcli.evaluation.metrics import auc_above_sensitivity
+from dermcli.evaluation.report import write_reports
+from dermcli.evaluation.stats import delong, mcnemar
 
 
 def eval_folder(path, y, score, lesions=None, threshold=0.5, extra=None):
@@ -153,7 +153,7 @@ def test_auc_above_80_percent_sensitivity_as_isic_computes_it():
 def test_the_tests_p_values_equal_scipys():
     from scipy.stats import binomtest, norm, rankdata
 
-    from dermcli.stats import _midranks, normal_two_sided_p
+    from dermcli.evaluation.stats import _midranks, normal_two_sided_p
 
     x = np.round(np.random.default_rng(0).random((2, 200)), 1)
     assert np.array_equal(_midranks(x), rankdata(x, method="average", axis=-1))

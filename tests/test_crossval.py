@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-import dermcli.train as training
-from dermcli.config import TrainConfig
-from dermcli.crossval import train_folds
+import dermcli.training.run as training
 from dermcli.data.dataset import load_dataset
 from dermcli.data.split import make_split
+from dermcli.training.config import TrainConfig
+from dermcli.training.crossval import train_folds
 from tests.conftest import run_cli
 
 

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
+from dermcli.core.errors import DermcliError
+from dermcli.core.labels import CLASSES
 from dermcli.data.dataset import detect_format, load_dataset
-from dermcli.errors import DermcliError
-from dermcli.labels import CLASSES
 from tests.conftest import write_image
 
 
@@ -88,7 +88,7 @@ def test_unrecognised_paths_are_refused(tmp_path, make, message):
 def test_labels_json_is_the_order_the_code_uses():
     import json
 
-    from dermcli.labels import MALIGNANT
+    from dermcli.core.labels import MALIGNANT
     from tests.conftest import REPO
 
     labels = json.loads((REPO / "labels.json").read_text())

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-import dermcli.train as training
-from dermcli.checkpoint import read_checkpoint
-from dermcli.config import TrainConfig
-from dermcli.devices import resolve_amp, resolve_device
-from dermcli.errors import DermcliError
-from dermcli.predict import predict
+import dermcli.training.run as training
+from dermcli.core.errors import DermcliError
+from dermcli.inference.predict import predict
+from dermcli.models.checkpoint import read_checkpoint
+from dermcli.runtime.devices import resolve_amp, resolve_device
+from dermcli.training.config import TrainConfig
 from tests.conftest import REPO, make_ham
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -86,7 +86,7 @@ def test_cuda_training_with_bf16_and_evaluation_on_the_gpu(small_ham, tmp_path):
 @pytest.mark.parametrize("augment", ["dihedral", "flips"])
 @pytest.mark.parametrize("preprocessing", ["unit", "imagenet", "caffe", "inception"])
 def test_tensor_augmentation_gives_the_numpy_paths_pixels_from_the_same_draws(augment, preprocessing):
-    from dermcli.batches import ImageBatches
+    from dermcli.data.batches import ImageBatches
 
     images = np.random.default_rng(0).integers(0, 256, (64, 24, 24, 3), dtype=np.uint8)
     idx = np.random.default_rng(1).permutation(64)[:32]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dermcli.data.cache import cache_dir
-from dermcli.objectives import CrossEntropy
-from dermcli.distill import DistillationLoss, ViewRecordingBatches, geometric_views, view_index
-from dermcli.preprocess import apply_augmentation, draw_augmentation
+from dermcli.data.transforms import apply_augmentation, draw_augmentation
+from dermcli.training.distill import DistillationLoss, ViewRecordingBatches, geometric_views, view_index
+from dermcli.training.objectives import CrossEntropy
 from tests.conftest import run_cli
 
 

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dermcli.batches import FeatureBatches, ImageBatches
-from dermcli.checkpoint import read_checkpoint
-from dermcli.config import TrainConfig
+from dermcli.core.errors import DermcliError
+from dermcli.data.batches import FeatureBatches, ImageBatches
 from dermcli.data.dataset import load_dataset
 from dermcli.data.split import make_split, save_split
-from dermcli.distributed import World, interleave
-from dermcli.errors import DermcliError
-from dermcli.train import RUN_FILES, train
+from dermcli.models.checkpoint import read_checkpoint
+from dermcli.runtime.distributed import World, interleave
+from dermcli.training.config import TrainConfig
+from dermcli.training.job import RUN_FILES
+from dermcli.training.run import train
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dermcli"]
 # A trainable part without BatchNorm (a linear head on cached features): 2 processes x B rows then compute
@@ -105,7 +106,7 @@ def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(re
 
 
 def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_dir):
-    from dermcli.crossval import train_folds
+    from dermcli.training.crossval import train_folds
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(DermcliError, match="--folds under torchrun is not supported"):

@@ -2,13 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from dermcli.checkpoint import save_checkpoint
 from dermcli.data.cache import cache_dir
 from dermcli.data.images import load_rgb
-from dermcli.engine import OnnxRunner, TorchRunner, cached_onnx, export_onnx, load_runner, sha256
-from dermcli.metrics import probabilities
-from dermcli.models import get_backend
-from dermcli.predict import predict
+from dermcli.inference.export import export_onnx
+from dermcli.inference.loading import cached_onnx, load_runner
+from dermcli.inference.predict import predict
+from dermcli.inference.runners import OnnxRunner, TorchRunner, sha256
+from dermcli.models.checkpoint import save_checkpoint
+from dermcli.models.outputs import probabilities
+from dermcli.models.registry import get_backend
 from tests.conftest import REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
@@ -82,7 +84,7 @@ def test_predict_gives_the_same_answers_on_both_engines(tmp_path):
 
 
 def test_unknown_engine_is_refused(tmp_path):
-    from dermcli.errors import DermcliError
+    from dermcli.core.errors import DermcliError
 
     with pytest.raises(DermcliError, match="--engine 'tpu'"):
         load_runner(checkpoint(tmp_path / "m.pt"), "tpu")
@@ -94,7 +96,7 @@ def test_predicting_with_onnx_imports_no_torch(tmp_path):
 
     weights = checkpoint(tmp_path / "m.pt")
     cached_onnx(weights)
-    code = ("import sys; from dermcli.predict import predict; r, _ = predict([sys.argv[1]], sys.argv[2]); "
+    code = ("import sys; from dermcli.inference.predict import predict; r, _ = predict([sys.argv[1]], sys.argv[2]); "
             "print(len(r), sorted(m for m in ('torch', 'torchvision', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0]), str(weights)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "[]"]

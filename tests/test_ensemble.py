@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from dermcli.checkpoint import load_model
-from dermcli.config import TrainConfig
-from dermcli.engine import TorchRunner
-from dermcli.ensemble import make_ensemble
-from dermcli.errors import DermcliError
-from dermcli.metrics import probabilities
+from dermcli.core.errors import DermcliError
+from dermcli.inference.runners import TorchRunner
 from dermcli.models.ensemble import Ensemble
-from dermcli.train import train
+from dermcli.models.loading import load_model
+from dermcli.models.outputs import probabilities
+from dermcli.training.config import TrainConfig
+from dermcli.training.ensemble import make_ensemble
+from dermcli.training.run import train
 from tests.conftest import make_ham, run_cli
 
 
@@ -68,10 +68,10 @@ def test_the_ensemble_goes_through_eval_export_and_the_card(members, tmp_path):
 
 
 def test_an_ensembles_tta_is_its_default_and_its_calibration(members, tmp_path):
-    from dermcli.evaluate import evaluate
+    from dermcli.evaluation.evaluate import evaluate
 
     data, runs = members
     path = make_ensemble(runs, data, tmp_path / "ens.pt", tta="flips")
     assert load_model(path)[1]["tta"] == "flips"
-    folder = evaluate(path, data, tmp_path / "e", "val", engine="torch")
+    folder = evaluate(path, data, tmp_path / "e", split="val", engine="torch")
     assert json.loads((folder / "eval_info.json").read_text())["tta"] == "flips"

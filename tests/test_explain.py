@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dermcli.explain import default_layer, explanation_map
+from dermcli.inference.explain import default_layer, explanation_map
 from tests.conftest import run_cli
 
 SIZE, PATCH = 32, 6
@@ -117,7 +117,7 @@ def test_a_randomised_model_gives_other_maps(trained, method):
                                          ("convnext_tiny", "backbone.features"), ("densenet121", "backbone.features"),
                                          ("vit_b_32", "backbone.encoder.layers.encoder_layer_11.ln_1")])
 def test_every_backbone_has_a_map(name, layer):
-    from dermcli.models import get_backend
+    from dermcli.models.registry import get_backend
 
     torch.manual_seed(0)
     model = get_backend(name).build(7, {"input_size": 64, "head": "linear"}).eval()

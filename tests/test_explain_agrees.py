@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from dermcli.console import predict_command
-from dermcli.engine import TOLERANCE
-from dermcli.explain import explanation_map, unit_range, view_averaged_map
-from dermcli.explain_images import explain
-from dermcli.predict import SHIPPED
+from dermcli.cli.console import predict_command
+from dermcli.inference.explain import explanation_map, unit_range, view_averaged_map
+from dermcli.inference.explain_images import explain
+from dermcli.inference.export import TOLERANCE
+from dermcli.inference.predict import SHIPPED
 from tests.conftest import REPO
 
 # The first is the issue's: df 50% printed, while the figure said bcc 66% from one plain view.

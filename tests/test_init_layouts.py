@@ -5,11 +5,11 @@ match; a correctly flagged run is accepted. The stand-ins are generated here; ..
 import pytest
 import torch
 
-from dermcli.config import TrainConfig
-from dermcli.errors import DermcliError
-from dermcli.models import get_backend
+from dermcli.core.errors import DermcliError
 from dermcli.models.common import recognise
-from dermcli.train import train
+from dermcli.models.registry import get_backend
+from dermcli.training.config import TrainConfig
+from dermcli.training.run import train
 from tests.conftest import REPO, run_cli
 
 SHARED = REPO.parent / "shared" / "weights"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from dermcli.batches import ImageBatches
-from dermcli.config import TrainConfig
-from dermcli.distill import DistillationLoss, ViewRecordingBatches, geometric_views
-from dermcli.distributed import World
-from dermcli.objectives import loss_function
-from dermcli.train import train_one_epoch
+from dermcli.data.batches import ImageBatches
+from dermcli.runtime.distributed import World
+from dermcli.training.config import TrainConfig
+from dermcli.training.distill import DistillationLoss, ViewRecordingBatches, geometric_views
+from dermcli.training.loop import train_one_epoch
+from dermcli.training.objectives import loss_function
 
 COMBINATIONS = [(task, weights, teacher) for task, weights, teacher in
                 itertools.product(("multiclass", "binary"), ("none", "sqrt", "balanced"), (False, True))

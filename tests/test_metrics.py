@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import classification_report, f1_score, roc_auc_score
 
-from dermcli import bootstrap
-from dermcli.metrics import (binary_summary, expected_calibration_error, fit_temperature, macro_ovr_auc, multiclass_summary, nll,
-                             probabilities, threshold_for_sensitivity)
+from dermcli.evaluation import bootstrap
+from dermcli.evaluation.metrics import (
+    binary_summary,
+    expected_calibration_error,
+    fit_temperature,
+    macro_ovr_auc,
+    multiclass_summary,
+    nll,
+    threshold_for_sensitivity,
+)
+from dermcli.models.outputs import probabilities
 
 
 def noisy_scores(n=1500, seed=0):
@@ -111,9 +119,9 @@ def test_auc_intervals_are_undefined_without_both_classes():
 def test_report_metrics_without_sklearn_equal_sklearns(seed):
     from sklearn import metrics as skm
 
-    from dermcli.labels import CLASSES
-    from dermcli.metrics import average_precision, confusion_matrix, pr_points, roc_auc, roc_points
-    from dermcli.report import sklearn_style_report
+    from dermcli.core.labels import CLASSES
+    from dermcli.evaluation.metrics import average_precision, confusion_matrix, pr_points, roc_auc, roc_points
+    from dermcli.evaluation.report import sklearn_style_report
 
     rng = np.random.default_rng(seed)
     y = rng.choice([0, 1, 2, 4, 5, 6], 400, p=[0.05, 0.1, 0.15, 0.1, 0.5, 0.1])  # df (3) never occurs

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from dermcli.errors import DermcliError
-from dermcli.models import get_backend, names
+from dermcli.core.errors import DermcliError
+from dermcli.models.backend import names
 from dermcli.models.common import load_partial
+from dermcli.models.registry import get_backend
 
 
 def n_params(model):

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from dermcli.checkpoint import read_checkpoint, save_checkpoint, write_payload
-from dermcli.engine import TorchRunner, load_runner
-from dermcli.ood import FeatureDistance, WithFeatures, add_statistics, fit_distance
+from dermcli.inference.loading import load_runner
+from dermcli.inference.runners import TorchRunner
+from dermcli.models.checkpoint import read_checkpoint, save_checkpoint, write_payload
+from dermcli.models.unusual import FeatureDistance, WithFeatures, fit_distance
+from dermcli.training.unusual import add_statistics
 from tests.conftest import run_cli
 
 
@@ -109,8 +111,8 @@ def test_statistics_added_to_trained_weights_change_no_prediction(trained, real_
 
 
 def test_checkpoints_without_statistics_predict_without_a_score(tmp_path):
-    from dermcli.models import get_backend
-    from dermcli.predict import predict
+    from dermcli.inference.predict import predict
+    from dermcli.models.registry import get_backend
 
     meta = {"backend": "cnn", "task": "multiclass", "class_names": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], "input_size": 28,
             "preprocessing": "unit", "model_options": {}, "threshold": 0.5, "temperature": 1.0}
@@ -123,7 +125,7 @@ def test_checkpoints_without_statistics_predict_without_a_score(tmp_path):
 
 
 def test_an_ensemble_gets_statistics_of_its_last_members_features(trained, real_subset, tmp_path):
-    from dermcli.ensemble import make_ensemble
+    from dermcli.training.ensemble import make_ensemble
 
     ensemble = make_ensemble([trained / "best.pt", trained / "best.pt"], real_subset, tmp_path / "ens.pt")
     images = np.random.default_rng(3).integers(0, 256, (8, 28, 28, 3), dtype=np.uint8)

@@ -11,11 +11,11 @@ import pytest
 import typer
 
 from dermcli.__main__ import main
-from dermcli.cli import app
-from dermcli.config import TrainConfig
-from dermcli.evaluate import resolve_split_file
-from dermcli.options import RANGES
-from dermcli.train import train
+from dermcli.cli.app import app
+from dermcli.core.options import RANGES
+from dermcli.evaluation.evaluate import resolve_split_file
+from dermcli.training.config import TrainConfig
+from dermcli.training.run import train
 from tests.conftest import REPO, make_ham
 
 COMMANDS = typer.main.get_command(app).commands
@@ -104,8 +104,8 @@ def test_the_issue_table_is_refused_in_one_line(capsys, monkeypatch, args, messa
 
 
 def test_plain_functions_check_the_same_ranges(tmp_path):
-    from dermcli.errors import DermcliError
-    from dermcli.predict import predict
+    from dermcli.core.errors import DermcliError
+    from dermcli.inference.predict import predict
 
     with pytest.raises(DermcliError, match="--epochs 0"):
         TrainConfig(data="x", out="y", epochs=0).resolved()

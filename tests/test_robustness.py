@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-import dermcli.checkpoint as checkpoint_module
-from dermcli.checkpoint import read_checkpoint, save_checkpoint
-from dermcli.errors import DermcliError
-from dermcli.models import get_backend
-from dermcli.predict import predict
+import dermcli.models.checkpoint as checkpoint_module
+from dermcli.core.errors import DermcliError
+from dermcli.inference.predict import predict
+from dermcli.models.checkpoint import read_checkpoint, save_checkpoint
+from dermcli.models.registry import get_backend
 from tests.conftest import make_ham, run_cli
 from tests.test_engine import checkpoint
 
@@ -117,7 +117,7 @@ def _interrupt_after(calls: int, real, counted=lambda *args: True, on_interrupt=
 @pytest.mark.parametrize("where", ["in an epoch", "validating", "half-way through writing last.pt", "between epochs", "while calibrating"])
 def test_ctrl_c_anywhere_exits_130_with_the_resume_hint_and_resumes(tmp_path, monkeypatch, capsys, where):
     """Deterministic: the interrupt is raised at a chosen point, not sent at a moment."""
-    import dermcli.train as train_module
+    import dermcli.training.run as train_module
     from dermcli.__main__ import main
 
     data = make_ham(tmp_path / "ham", lesions_per_class=4)

@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dermcli.batches import FeatureBatches, ImageBatches, Rows
-from dermcli.checkpoint import read_checkpoint, write_payload
-from dermcli.config import TrainConfig
-from dermcli.distill import ViewRecordingBatches, geometric_views
-from dermcli.distributed import World
-from dermcli.errors import DermcliError
-from dermcli.evaluate import evaluate
-from dermcli.train import train
+from dermcli.core.errors import DermcliError
+from dermcli.data.batches import FeatureBatches, ImageBatches, Rows
+from dermcli.evaluation.evaluate import evaluate
+from dermcli.models.checkpoint import read_checkpoint, write_payload
+from dermcli.runtime.distributed import World
+from dermcli.training.config import TrainConfig
+from dermcli.training.distill import ViewRecordingBatches, geometric_views
+from dermcli.training.run import train
 from tests.conftest import make_ham
 
 N = 25
@@ -96,7 +96,7 @@ def test_a_split_file_whose_lesion_ids_are_not_the_datas_is_refused(ham, tmp_pat
     table = load_dataset(ham)
     fake = make_split(table.assign(lesion_id=table["image_id"]))  # each image its own lesion: passes its own check
     save_split(fake, tmp_path / "fake.csv")
-    with pytest.raises(DermcliError, match=r"fake.csv: image ISIC_\d+ is in lesion 'ISIC_\d+', but the data set says 'HAM_\w+'"):
+    with pytest.raises(DermcliError, match=r"fake.csv: the data set's lesion HAM_\w+ has images in more than one split \(ISIC_\d+ in \w+, "):
         train(small_config(ham, tmp_path / "run", split_file=str(tmp_path / "fake.csv")), device="cpu")
     assert not (tmp_path / "run" / "best.pt").exists()
     good = make_split(table)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dermcli.core.errors import DermcliError
+from dermcli.core.labels import CLASSES
 from dermcli.data.split import check_no_leakage, load_split, make_split, save_split, select
-from dermcli.errors import DermcliError
-from dermcli.labels import CLASSES
 from tests.conftest import REAL_DATA
 
 

@@ -2,10 +2,10 @@ import pandas as pd
 import pytest
 import torch
 
-import dermcli.train as training
-from dermcli.checkpoint import read_checkpoint
-from dermcli.config import TrainConfig
-from dermcli.errors import DermcliError
+import dermcli.training.run as training
+from dermcli.core.errors import DermcliError
+from dermcli.models.checkpoint import read_checkpoint
+from dermcli.training.config import TrainConfig
 from tests.conftest import make_ham
 
 

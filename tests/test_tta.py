@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from dermcli.engine import TorchRunner, predict_probabilities, tta_views
-from dermcli.errors import DermcliError
-from dermcli.metrics import probabilities
+from dermcli.core.errors import DermcliError
+from dermcli.inference.runners import TorchRunner
+from dermcli.inference.tta import predict_probabilities, tta_views
+from dermcli.models.outputs import probabilities
 from tests.conftest import REPO, run_cli
 
 EXAMPLE = str(REPO / "examples" / "ISIC_0026531.jpg")

@@ -1,10 +1,10 @@
 """Decode once: images resized to the model's input size, kept as a memory-mappable uint8 .npy.
 
-The cache key hashes every file's path, size, mtime, inode and ctime plus the target size and the decoder's
-version, so a changed, added or removed image (or another size, or a new decoder) builds a new cache instead
-of reusing a stale one. Inode and ctime catch a same-size replacement whose mtime was kept (`cp -p`,
-`rsync -a`, `tar x`, os.utime): a rename-over gets a new inode, an in-place rewrite a new ctime, and
-neither can be set back from user space.
+The cache key hashes every file's path, size, mtime, inode and ctime plus the target size, the resolution larger
+images are first brought down to (load_rgb) and the decoder's version, so a changed, added or removed image (or
+another size or resolution, or a new decoder) builds a new cache instead of reusing a stale one. Inode and ctime
+catch a same-size replacement whose mtime was kept (`cp -p`, `rsync -a`, `tar x`, os.utime): a rename-over gets a
+new inode, an in-place rewrite a new ctime, and neither can be set back from user space.
 """
 
 import hashlib
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dermcli.core.errors import DermcliError
+from dermcli.core.files import atomic_path
 from dermcli.data.images import DECODE_VERSION, load_rgb
-from dermcli.errors import DermcliError
-from dermcli.io import atomic_path
 
 
 def cache_dir() -> Path:
@@ -25,28 +25,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dermcli"
 
 
-def cache_key(paths: list[str], size: int) -> str:
-    digest = hashlib.sha256(f"size={size}\tdecode={DECODE_VERSION}\n".encode())
+def cache_key(paths: list[str], size: int, resolution: int | None = None) -> str:
+    # without a resolution, the key caches had before it existed: they hold the same decodes
+    stated = f"resolution={resolution}\t" if resolution else ""
+    digest = hashlib.sha256(f"size={size}\t{stated}decode={DECODE_VERSION}\n".encode())
     for p in paths:
         st = os.stat(p)
         digest.update(f"{os.path.abspath(p)}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}\t{st.st_ctime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def decode_images(paths: list[str], size: int, track=None) -> np.ndarray:
-    """(N, size, size, 3) uint8 for `paths`, in order. Threads overlap JPEG decoding (PIL drops the GIL)."""
+def decode_images(paths: list[str], size: int, track=None, resolution: int | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8 for `paths`, in order (load_rgb). Threads overlap JPEG decoding (PIL drops the GIL)."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = pool.map(lambda p: load_rgb(p, size), paths)
+        decoded = pool.map(lambda p: load_rgb(p, size, resolution), paths)
         for i, img in enumerate(track(decoded, f"decoding {len(paths)} images", len(paths)) if track else decoded):
             out[i] = img
     return out
 
 
-def cached_images(paths: list[str], size: int, track=None, use_cache: bool = True) -> np.ndarray:
+def cached_images(paths: list[str], size: int, track=None, use_cache: bool = True, resolution: int | None = None) -> np.ndarray:
     if not use_cache:
-        return decode_images(paths, size, track)
-    path = cache_dir() / f"images_{size}px_{cache_key(paths, size)}.npy"
+        return decode_images(paths, size, track, resolution)
+    path = cache_dir() / f"images_{size}px_{cache_key(paths, size, resolution)}.npy"
     if path.is_file():
         try:
             cached = np.load(path, mmap_mode="r")
@@ -54,7 +56,7 @@ def cached_images(paths: list[str], size: int, track=None, use_cache: bool = Tru
                 return cached
         except (OSError, ValueError):
             pass  # unreadable cache: rebuild below
-    images = decode_images(paths, size, track)
+    images = decode_images(paths, size, track, resolution)
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermcli.data import folders, ham10000, isic
+from dermcli.core.errors import DermcliError
+from dermcli.data.formats import folders, ham10000, isic
 from dermcli.data.tables import COLUMNS, METADATA
-from dermcli.errors import DermcliError
 
 
 def detect_format(path: Path) -> str:

@@ -1,11 +1,12 @@
 """Decode any image a user may have into the same RGB uint8 array at train, eval and predict time."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from dermcli.errors import DermcliError
+from dermcli.core.errors import DermcliError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # Transparent pixels are composited onto black, the colour of a dermoscope's vignette.
@@ -38,20 +39,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 DECODE_VERSION = 2
 
 
-def load_rgb(path: Path, size: int) -> np.ndarray:
-    """Return the image at `path` upright, in RGB, resized to (size, size, 3) uint8.
-
-    Raises ImageError naming the file when it is not a complete, readable image.
-    """
-    path = Path(path)
+@contextmanager
+def _opened(path: Path):
+    """The image at `path`, open (nothing decoded yet); any failure reading it raises ImageError naming the file."""
     try:
         with Image.open(path) as img:
-            # JPEG decoders can scale by 1/2..1/8 while decoding: huge photos never fill memory.
-            img.draft("RGB", (size * 2, size * 2))
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            rgb = _to_rgb(img).resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            yield img
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -62,3 +55,55 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
         raise ImageError(f"{path}: too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: unreadable image ({e})") from None
+
+
+def image_sizes(paths: list) -> list[tuple[int, int]]:
+    """(width, height) of each image as stored, read from its header: nothing is decoded."""
+    sizes = []
+    for path in paths:
+        with _opened(Path(path)) as img:
+            sizes.append(img.size)
+    return sizes
+
+
+def training_resolution(paths: list) -> dict:
+    """What a checkpoint records of its training images: their median short side and median (width, height)."""
+    sizes = np.array(image_sizes(paths))
+    return {"short_side": round(float(np.median(sizes.min(axis=1)))), "size": [round(float(v)) for v in np.median(sizes, axis=0)]}
+
+
+def reduced_size(size: tuple[int, int], short_side: int) -> tuple[int, int] | None:
+    """`size` scaled so that its short side is `short_side`, aspect ratio kept; None when it is not larger."""
+    scale = short_side / min(size)
+    return None if scale >= 1 else (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+
+
+def decode_rgb(path: Path, size: int, resolution: int | None = None) -> tuple[np.ndarray, tuple | None]:
+    """load_rgb's image, and ((width, height) stored, (width, height) brought down to) when it was brought down."""
+    path = Path(path)
+    with _opened(path) as img:
+        stored = img.size
+        reduced = reduced_size(stored, resolution) if resolution else None
+        # JPEG decoders can scale by 1/2..1/8 while decoding: huge photos never fill memory. Twice the size that the
+        # next filter makes leaves that filter the detail to average.
+        target = reduced or (size, size)
+        img.draft("RGB", (target[0] * 2, target[1] * 2))
+        if reduced and img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # exif_transpose turns these a quarter
+            stored, reduced = stored[::-1], reduced[::-1]
+        img = ImageOps.exif_transpose(img)
+        img.load()
+        img = _to_rgb(img)
+        if reduced:  # an area average: the lesion as a camera at the training images' resolution records it
+            img = img.resize(reduced, Image.Resampling.BOX)
+        rgb = img.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8).copy(), ((stored, reduced) if reduced else None)
+
+
+def load_rgb(path: Path, size: int, resolution: int | None = None) -> np.ndarray:
+    """Return the image at `path` upright, in RGB, resized to (size, size, 3) uint8. With `resolution`, an image
+    whose short side is larger is first brought down (box filter, aspect ratio kept) to that short side, the
+    training images' resolution; smaller ones are untouched.
+
+    Raises ImageError naming the file when it is not a complete, readable image.
+    """
+    return decode_rgb(path, size, resolution)[0]

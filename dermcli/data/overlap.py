@@ -6,7 +6,6 @@ model saw), which a renamed or re-encoded-losslessly copy shares.
 """
 
 import hashlib
-
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,8 @@ def pixel_digests(images: np.ndarray) -> list[str]:
     return [hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:20] for image in images]
 
 
-def with_digests(split: pd.DataFrame, rows: pd.DataFrame, images: np.ndarray, size: int) -> pd.DataFrame:
-    """`split` with the pixel digest of each of `rows`' images (decoded at `size`) in its digest column."""
-    digests = dict(zip(rows["image_id"], pixel_digests(images)))
+def with_digests(split: pd.DataFrame, digests: dict[str, str], size: int) -> pd.DataFrame:
+    """`split` with the pixel digest of each image id in `digests` (decoded at `size`) in its digest column."""
     return split.assign(**{digest_column(size): split["image_id"].map(digests).fillna("")})
 
 
@@ -46,8 +44,10 @@ def seen_split(table: pd.DataFrame, images: np.ndarray, split: pd.DataFrame, siz
     return where.fillna("")
 
 
-def record_digests(path: Path, split: pd.DataFrame, rows: pd.DataFrame, size: int, track=None) -> None:
-    """Add the digests of `rows`' images (the run's training and validation images) to the split file at `path`,
-    once: a later eval of another data set checks its pixels against them."""
+def record_digests(path: Path, split: pd.DataFrame, parts: list[pd.DataFrame], size: int, track=None) -> None:
+    """Add the digests of the images of `parts` (the run's training and validation rows, each decoded as training
+    decodes it, so the cache serves them) to the split file at `path`, once: a later eval of another data set
+    checks its pixels against them."""
     if digest_column(size) not in split.columns:
-        save_split(with_digests(split, rows, cached_images(rows["path"].tolist(), size, track), size), path)
+        digests = {i: d for rows in parts for i, d in zip(rows["image_id"], pixel_digests(cached_images(rows["path"].tolist(), size, track)))}
+        save_split(with_digests(split, digests, size), path)

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dermcli.core.errors import DermcliError
+from dermcli.core.files import write_text
 from dermcli.data.tables import read_csv
-from dermcli.errors import DermcliError
-from dermcli.io import write_text
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["image_id", "lesion_id", "label", "split"]
@@ -90,14 +90,19 @@ def load_split(path: Path) -> pd.DataFrame:
 
 
 def check_against_data(table: pd.DataFrame, split: pd.DataFrame, source: str = "split") -> None:
-    """Refuse a split whose lesion ids are not the data set's own: a split file that calls each image its own
-    lesion would otherwise pass its own leakage check while a lesion's images straddle the splits."""
-    merged = split[["image_id", "lesion_id"]].merge(table[["image_id", "lesion_id"]], on="image_id", suffixes=("", "_data"))
-    differs = merged.index[merged["lesion_id"] != merged["lesion_id_data"]]
-    if len(differs):
-        row = merged.loc[differs[0]]
-        raise DermcliError(f"{source}: image {row['image_id']} is in lesion {row['lesion_id']!r}, but the data set says "
-                           f"{row['lesion_id_data']!r} ({len(differs)} images disagree): refused")
+    """Refuse a split in which one of the data set's own lesions (or patients) has images in two splits: a split
+    file that calls each image its own lesion would otherwise pass its own leakage check. A split grouping more
+    coarsely than the data (patients over lesions) passes; data without group ids has nothing to check against."""
+    if not has_group_ids(table):
+        return
+    merged = split[["image_id", "split"]].merge(table[["image_id", "lesion_id"]], on="image_id")
+    per_lesion = merged.groupby("lesion_id")["split"].nunique()
+    leaked = per_lesion.index[per_lesion > 1]
+    if len(leaked):
+        images = merged[merged["lesion_id"] == leaked[0]].drop_duplicates("split")
+        where = ", ".join(f"{i} in {s}" for i, s in zip(images["image_id"], images["split"]))
+        raise DermcliError(f"{source}: the data set's lesion {leaked[0]} has images in more than one split ({where}; "
+                           f"{len(leaked)} lesions straddle): its lesion ids are not the data's; refused")
 
 
 def has_group_ids(table: pd.DataFrame) -> bool:

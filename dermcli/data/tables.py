@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermcli.core.errors import DermcliError
 from dermcli.data.images import IMAGE_SUFFIXES
-from dermcli.errors import DermcliError
 
 COLUMNS = ["image_id", "lesion_id", "dx", "path"]
 # Per-image metadata kept when a data set has it (HAM10000's own columns), for subgroup reports.

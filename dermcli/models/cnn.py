@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from dermcli.models import Backend, register
+from dermcli.models.backend import Backend, register
 
 
 def _conv(c_in: int, c_out: int) -> list[nn.Module]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dermcli.errors import DermcliError
+from dermcli.core.errors import DermcliError
+from dermcli.models.checkpoint import torch_load
 
 HEADS = ("linear", "card")
 # mean, std (on [0, 1] RGB) of the named preprocessing presets that take them
@@ -169,7 +170,6 @@ def check_layout(state: dict, source: str, options: dict, log) -> None:
 
 def init_from_file(model: nn.Module, options: dict, log, prefix: str = "") -> None:
     """Start from the state dict at options["init"], checked against the run's options (check_layout)."""
-    from dermcli.checkpoint import torch_load
 
     path = str(options["init"])
     state = torch_load(Path(path))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dermcli.models import Backend, register
+from dermcli.models.backend import Backend, register
+from dermcli.models.loading import build_model
 
 
 class Ensemble(nn.Module):
@@ -32,8 +33,6 @@ class EnsembleBackend(Backend):
     trainable: bool = False
 
     def build(self, num_outputs: int, options: dict):
-        from dermcli.checkpoint import build_model
-
         members = options["members"]
         return Ensemble([build_model(m) for m in members], [m["temperature"] for m in members])
 

@@ -5,10 +5,11 @@ ResNet50 state dict initialises the backbone.
 """
 
 from dataclasses import dataclass, field
+
 from torch import nn
 
-from dermcli.errors import DermcliError
-from dermcli.models import Backend, register
+from dermcli.core.errors import DermcliError
+from dermcli.models.backend import Backend, register
 from dermcli.models.common import init_from_file, load_partial, make_head
 
 FREEZE_CHOICES = ("none", "layer3", "backbone")

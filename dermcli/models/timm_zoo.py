@@ -7,8 +7,8 @@ download its weights; `--init PATH` loads a state dict in timm's key names.
 
 from dataclasses import dataclass, field
 
-from dermcli.errors import DermcliError
-from dermcli.models import Backend
+from dermcli.core.errors import DermcliError
+from dermcli.models.backend import Backend
 from dermcli.models.common import Classifier, init_from_file, load_partial, make_head, preprocessing_for, split_classifier
 
 PREFIX = "timm/"

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from dermcli.errors import DermcliError
-from dermcli.models import Backend
+from dermcli.core.errors import DermcliError
+from dermcli.models.backend import Backend
+from dermcli.models.backend import names as card_names
 from dermcli.models.common import Classifier, init_from_file, load_partial, make_head, preprocessing_for, split_classifier
 
 # Constructor arguments some families need: no auxiliary classifiers; a ViT's or MaxViT's size is fixed when built.
@@ -24,8 +25,6 @@ def names() -> list[str]:
     """torchvision's classification models, less the names the model cards' backends own (resnet50)."""
     import torchvision
     from torchvision.models import list_models
-
-    from dermcli.models import names as card_names
 
     return [n for n in list_models(module=torchvision.models) if n not in card_names()]
 

@@ -1,0 +1,1 @@
+"""The command line: a thin Typer layer over the plain functions, a fast path for predict, and rendering."""

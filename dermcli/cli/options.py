@@ -1,0 +1,42 @@
+"""Typer options made from declarations elsewhere: numeric ranges from core.options, and one option per field of a
+config dataclass (training.config.TrainConfig), so each option is declared once."""
+
+import inspect
+from dataclasses import fields
+from typing import Annotated, Optional
+
+import typer
+
+from dermcli.core.options import RANGES, check, help_with_range
+
+
+def range_check(name: str):
+    return lambda value: check(name, value)
+
+
+def ranged(name: str, text: str, **kwargs):
+    """A numeric option whose help text and check both come from core.options.RANGES[name]."""
+    return typer.Option(help=help_with_range(name, text), callback=range_check(name), **kwargs)
+
+
+def config_options(cls) -> list[inspect.Parameter]:
+    """One `--option` per field of a config dataclass, from the field's own declaration (help, default, type) and
+    its range in core.options: options are declared once, in the dataclass. Each defaults to None, "not given",
+    so that a flag overrides a --config file only when it is given."""
+    params = []
+    for f in fields(cls):
+        kind = next(a for a in getattr(f.type, "__args__", (f.type,)) if a is not type(None))
+        name, help_text = f.name.replace("_", "-"), f.metadata["help"]
+        default = "" if f.default in ("", None) else f" Default: {'--' + name if f.default is True else '--no-' + name if f.default is False else f.default}."
+        extra = {"callback": range_check(name)} if name in RANGES else {}
+        option = typer.Option(help=(help_with_range(name, help_text) if name in RANGES else help_text) + default, show_default=False, **extra)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]))
+    return params
+
+
+# Options that several commands share, declared once.
+MODEL = typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")
+ENGINE = typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")
+DEVICE = typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")
+TTA = typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")
+WEIGHTS = typer.Option(help="Checkpoint; default: the shipped weights of --model.")

@@ -1,0 +1,1 @@
+"""One module per data-set layout; each becomes data.tables' one table."""

@@ -1,0 +1,1 @@
+"""Figures that survive review: metrics, bootstrap intervals, tests, evaluation, reports, comparison, cards, plots."""

@@ -1,0 +1,95 @@
+"""MODEL_CARD.md generated from an eval folder, the run's files and the checkpoint metadata: never typed."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dermcli.core.files import write_text
+from dermcli.core.labels import CLASSES
+from dermcli.data.split import SPLITS
+from dermcli.evaluation.formatting import fmt, num, overlap_sentence
+from dermcli.inference.predict import DISCLAIMER
+from dermcli.models.registry import get_backend
+
+CITATION = ("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source dermatoscopic "
+            "images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161")
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
+def split_counts(split: pd.DataFrame) -> list[str]:
+    counts = pd.crosstab(split["label"], split["split"]).reindex(index=CLASSES, columns=list(SPLITS), fill_value=0)
+    lesions = split.groupby("split")["lesion_id"].nunique().reindex(list(SPLITS), fill_value=0)
+    rows = [[c, *counts.loc[c].tolist()] for c in CLASSES]
+    rows += [["**images**", *counts.sum().tolist()], ["**lesions**", *lesions.tolist()]]
+    return _table(["class", *SPLITS], rows)
+
+
+def model_card(folder: Path) -> Path:
+    folder = Path(folder)
+    info = json.loads((folder / "eval_info.json").read_text())
+    run_dir = Path(info["run_dir"])
+    config = info.get("config", {})
+    backend = get_backend(info["model"])
+    lines = [f"# Model card: {info['model']} ({info['task']}) on HAM10000", "", f"> **Disclaimer.** {DISCLAIMER}", "",
+             "## Description", "",
+             f"A {'7-class (akiec, bcc, bkl, df, mel, nv, vasc)' if info['task'] == 'multiclass' else 'benign vs malignant (mel, bcc, akiec)'} "
+             f"dermoscopy classifier trained with dermcli. Weights: `{info['weights']}`. Every figure below was computed by "
+             f"`dermcli eval` on the **{info['split']}** split ({info['images']} images) and rendered by `dermcli report --card`."
+             + overlap_sentence(info), "",
+             "## Architecture", "", backend.description, ""]
+    if info.get("members"):
+        lines += ["Members (each with its own validation metrics):", ""] + [
+            f"- `{m['weights']}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
+    if config:
+        lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items() if v not in ("", None)])
+        lines += ["", f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "
+                      f"{config.get('target_sensitivity', 0.9):.2f}); temperature {info['temperature']:.3f} (fitted on validation).", ""]
+    fp16 = Path(info["weights"]).with_suffix("") / "fp16_check.json"  # written by scripts/ship_weights.py --half
+    if fp16.is_file():
+        check = json.loads(fp16.read_text())
+        lines += [f"Stored in fp16 (BatchNorm statistics in fp32). Its probabilities differ from the fp32 checkpoint by at most "
+                  f"{check['max_abs_difference']:.1e} (mean {check['mean_abs_difference']:.1e}) on {check['images']} {check['split']} images.", ""]
+    if (run_dir / "split.csv").is_file():
+        split = pd.read_csv(run_dir / "split.csv")
+        lines += ["## Data and split", "", f"HAM10000, split by **lesion** (no lesion in two splits), stratified by class, 70/15/15, "
+                  f"seed {config.get('split_seed', 42)}. Images per split and class:", ""] + split_counts(split) + [""]
+    if info.get("val_metrics"):
+        lines += ["Validation metrics of the selected epoch: " + ", ".join(f"{k} {num(v)}" for k, v in info["val_metrics"].items()) + ".", ""]
+    lines += [line.replace("# ", "## Metrics: ", 1) if line.startswith("# ") else line.replace("## ", "### ", 1)
+              for line in (folder / "metrics.md").read_text().splitlines()]
+    lines += ["", "## Limitations", "",
+              "- Trained and tested on HAM10000 only (dermoscopic images from two sites, mostly fair skin); performance on other "
+              "populations, devices or clinical photographs is unknown and likely lower.",
+              "- Class imbalance: nv is about two thirds of the data; rare classes (df, vasc, akiec) have wide intervals.",
+              "- The test split is lesion-disjoint from training but from the same sources; it is not an external validation.",
+              "- Probabilities are calibrated on the validation split only.",
+              *(["- Images unlike the training images are flagged (distance of the penultimate features above the validation "
+                 f"split's 95th percentile, {info['ood_threshold']:.2f}); the flag screens out photographs and screenshots often, "
+                 "not always (README, Unusual images), and says nothing about rare lesion types seen in training."] if "ood_threshold" in info else []),
+              "",
+              "## Citation", "", CITATION, "", "## Licence", "",
+              "Code: MIT. The HAM10000 images are distributed under CC BY-NC 4.0; models trained on them inherit its non-commercial terms.", ""]
+    path = folder / "MODEL_CARD.md"
+    write_text(path, "\n".join(lines))
+    return path
+
+
+def results_table(eval_folders: list[Path]) -> str:
+    """The README's results table, one row per eval folder, from its metrics.json (never typed by hand)."""
+    header = ["weights", "test images", "accuracy", "macro-F1", "macro ROC-AUC (7-class)", "malignant ROC-AUC", "malignant PR-AUC",
+              "sensitivity / specificity at the val threshold"]
+    rows = []
+    for folder in eval_folders:
+        m = json.loads((Path(folder) / "metrics.json").read_text())
+        ci, b = m["intervals"], m["binary"]
+        head = m.get("multiclass", b)
+        rows.append([f"`{Path(m['info']['weights']).name}`", m["info"]["images"], fmt(head["accuracy"], ci["accuracy"]),
+                     fmt(m["multiclass"]["macro_f1"], ci["macro_f1"]) if "multiclass" in m else "—",
+                     fmt(head["macro_auc"], ci["macro_auc"]) if "multiclass" in m else "—",
+                     fmt(b["roc_auc"], ci["roc_auc"]), fmt(b["pr_auc"], ci["pr_auc"]), f"{num(b['recall'])} / {num(b['specificity'])}"])
+    return "\n".join(_table(header, rows))
+

@@ -1,0 +1,1 @@
+"""Where code runs: devices and precision, and torchrun's processes."""

@@ -1,0 +1,1 @@
+"""Training runs: configuration, inputs, losses, the loop, distillation, calibration, cross-validation, ensembles."""
