@@ -9,7 +9,6 @@ import numpy as np
 from dermcli.core.errors import DermcliError
 from dermcli.core.figures import axes_figure, save_png
 from dermcli.core.files import ensure_writable_dir, write_text
-from dermcli.data.images import ImageError, decode_rgb
 from dermcli.inference.explain import METHODS, view_averaged_map
 from dermcli.inference.predict import (
     DISCLAIMER,
@@ -20,7 +19,7 @@ from dermcli.inference.predict import (
     expected_backend,
     input_resolution,
     prediction_row,
-    resampled_note,
+    readable,
     to_predictions,
 )
 from dermcli.inference.runners import TorchRunner
@@ -89,13 +88,7 @@ def explain(inputs: list[str], out: Path, weights: Path | None = None, model: st
     out = ensure_writable_dir(Path(out))
     resolution = input_resolution(meta, native_resolution, log, weights)
     written, rows, used = [], [], set()
-    for path in track(paths, "explaining", len(paths)) if track and len(paths) > 1 else paths:
-        try:
-            image, sizes = decode_rgb(path, meta["input_size"], resolution)
-        except ImageError as e:
-            problems.append((str(path), str(e).removeprefix(f"{path}: ")))
-            continue
-        note = resampled_note(path, sizes, log)
+    for path, image, note in readable(paths, meta["input_size"], resolution, problems, "explaining", track, log):
         prediction = shown.get(str(path)) or to_predictions([path], predict_probabilities(runner, image[None], tta), meta,
                                                              meta["threshold"], resampled=[note])[0]
         index, name = target_index(target, meta, prediction)

@@ -167,16 +167,23 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
         raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")
     resolution = input_resolution(meta, native_resolution, log, weights)
     good, pixels, notes = [], [], []
-    for path in track(paths, "reading images", len(paths)) if track and len(paths) > 1 else paths:
-        try:
-            image, sizes = decode_rgb(path, meta["input_size"], resolution)
-        except ImageError as e:
-            problems.append((str(path), str(e).removeprefix(f"{path}: ")))
-            continue
+    for path, image, note in readable(paths, meta["input_size"], resolution, problems, "reading images", track, log):
         pixels.append(image)
         good.append(path)
-        notes.append(resampled_note(path, sizes, log))
+        notes.append(note)
     if not good:
         return [], problems
     probs, distances = predict_scored(runner, np.stack(pixels), default_tta(tta, meta), batch_size)
     return to_predictions(good, probs, meta, meta["threshold"] if threshold is None else threshold, distances, notes), problems
+
+
+def readable(paths: list[Path], size: int, resolution: int | None, problems: list, label: str, track=None, log=lambda msg: None):
+    """(path, decoded image, resampling note) for each image that decodes; the others go to `problems` as
+    (path, problem), and batch work carries on."""
+    for path in track(paths, label, len(paths)) if track and len(paths) > 1 else paths:
+        try:
+            image, sizes = decode_rgb(path, size, resolution)
+        except ImageError as e:
+            problems.append((str(path), str(e).removeprefix(f"{path}: ")))
+            continue
+        yield path, image, resampled_note(path, sizes, log)
