@@ -5,18 +5,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from dermcli.core.errors import DermcliError
 from dermcli.core.labels import TASKS
 from dermcli.core.options import RANGES, check
-from dermcli.data.transforms import AUGMENTATIONS
-from dermcli.models.backend import PREPROCESSING
-from dermcli.models.registry import get_backend
-from dermcli.runtime.devices import AMP
 
 SCHEDULERS = ("plateau", "cosine")
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
@@ -73,8 +64,13 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
-        from dermcli.models.common import HEADS  # torch: the CLI builds `train --help` from this module without it
+        # Here, not above: the CLI builds `train --help` from this module, which must stay quick (no torch, numpy).
+        from dermcli.data.transforms import AUGMENTATIONS
+        from dermcli.models.backend import PREPROCESSING
+        from dermcli.models.common import HEADS
+        from dermcli.models.registry import get_backend
         from dermcli.models.resnet50 import STRIDES
+        from dermcli.runtime.devices import AMP
 
         backend = get_backend(self.model)
         if not backend.trainable:
@@ -149,6 +145,11 @@ def read_config_file(path: Path) -> dict:
     """`train --config FILE`: TOML (read with tomllib), or JSON such as a run's config.json, holding any of
     TrainConfig's keys. Each key is checked as a flag would be: an unknown one, a wrong type or a value out of
     range is a one-line error naming the file, the key and what it allows."""
+    try:  # here, not above, as in resolved()
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -176,6 +177,8 @@ def as_asked(record: dict) -> dict:
     """A run's resolved config.json as the options that made it: the values resolved() filled in from the model's
     defaults are dropped, so that a flag given with the record (another --model, another --lr) resolves them
     afresh instead of inheriting the old model's; records of older versions are read as from_dict reads them."""
+    from dermcli.models.registry import get_backend  # as in resolved()
+
     record = dict(record)
     backend = get_backend(record.get("model", "cnn"))
     filled = {"task": backend.default_task, "preprocessing": backend.default_preprocessing, "input_size": backend.input_size,
