@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Typer's `predict` options (tests keep the two in step): option -> (parameter, converter; None = flag)
 PREDICT_OPTIONS = {"--weights": ("weights", Path), "--model": ("model", str), "--threshold": ("threshold", float),
-                   "--json": ("as_json", None), "--out": ("out", Path), "--engine": ("engine", str), "--tta": ("tta", str),
+                   "--json": ("as_json", None), "--out": ("out", str), "--engine": ("engine", str), "--tta": ("tta", str),
                    "--device": ("device", str), "--explain": ("explain", Path), "--native-resolution": ("native_resolution", None)}
 
 

@@ -3,12 +3,14 @@
 Heavy libraries (torch, pandas, matplotlib, torchvision, timm) are imported inside commands so `--help` is quick.
 """
 
+import difflib
 import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from dermcli import __version__
 from dermcli.cli.console import console, log, predict_command, progress_bars, run_guarded, show_report
 from dermcli.cli.options import DEVICE, ENGINE, MODEL, TTA, WEIGHTS, config_options, ranged
 from dermcli.core.errors import DermcliError
@@ -17,12 +19,26 @@ from dermcli.runtime.distributed import environment
 NATIVE_RESOLUTION = ("Skip bringing inputs larger than the training images down to their resolution first "
                      "(models trained on full-resolution images, comparisons).")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only.")
 
+
+def show_version(given: bool) -> None:
+    if given:
+        console.print(f"dermcli {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: Annotated[bool, typer.Option("--version", help="Print dermcli's version and exit.", is_eager=True,
+                                                  callback=show_version)] = False) -> None:
+    """Train, evaluate and run HAM10000 skin-lesion classifiers. Research use only."""
+
+
 def train(config: Optional[Path], folds: Optional[int], resume: Optional[Path], device: str, overwrite: bool, **given) -> None:
-    """Train a model on a lesion-level split; writes the run folder. Options come from --config FILE (TOML, or a
-    run's config.json), overridden by the flags given."""
+    """Train a model on a lesion-level split; writes the run folder.
+
+    Options come from --config FILE (TOML, or a run's config.json), overridden by the flags given."""
     from dermcli.training.config import TrainConfig, read_config_file
     from dermcli.training.crossval import is_cv_run, train_folds
     from dermcli.training.run import train as run_training
@@ -149,11 +165,15 @@ def models(
         from dermcli.models.timm_zoo import catalogue as timm_catalogue
 
         rows += timm_catalogue()
+    shown = [r for r in rows if match is None or match in r["model"]]
+    if not shown:
+        close = difflib.get_close_matches(match, [r["model"] for r in rows], n=3, cutoff=0.0)
+        raise DermcliError(f"no model name contains {match!r}" + (f"; closest: {', '.join(close)}" if close else "")
+                           + ("" if timm else " (timm's models are listed with --timm)"))
     table = Table("model", "parameters", "input", "weights cached here")
-    for r in rows:
-        if match is None or match in r["model"]:
-            table.add_row(r["model"], f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "—", str(r["input_size"] or "—"),
-                          {True: "yes", False: "no", None: "—"}[r["cached"]])
+    for r in shown:
+        table.add_row(r["model"], f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "—", str(r["input_size"] or "—"),
+                      {True: "yes", False: "no", None: "—"}[r["cached"]])
     console.print(table)
     console.print("cnn and resnet50 are the model cards' (resnet50: torchvision's ResNet50 with the binary card's head; "
                   "--head linear for torchvision's own). torchvision's parameter counts include ImageNet's 1000-class head, "
@@ -197,7 +217,7 @@ def predict(
     model: Annotated[Optional[str], MODEL] = None,
     threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's malignant threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Also write a CSV: image, label, probabilities, threshold.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Also write a CSV: image, label, probabilities, threshold (a name ending in / is a folder: refused).")] = None,
     engine: Annotated[str, ENGINE] = "auto",
     tta: Annotated[Optional[str], TTA] = None,
     device: Annotated[str, DEVICE] = "auto",

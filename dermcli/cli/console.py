@@ -60,6 +60,9 @@ def run_guarded(command, *args, **kwargs) -> None:
     except KeyboardInterrupt:  # files are written atomically, so stopping here leaves nothing half-written
         err_console.print("interrupted", highlight=False)
         sys.exit(130)
+    except BrokenPipeError:  # `dermcli predict ... | head -1`: the reader has gone, so end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor complain when Python flushes stdout at exit
+        sys.exit(0)
     except Exception as e:
         if os.environ.get("DERMCLI_DEBUG"):
             raise
@@ -69,7 +72,7 @@ def run_guarded(command, *args, **kwargs) -> None:
 
 
 def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
-                    as_json: bool = False, out: Path | None = None, engine: str = "auto", tta: str | None = None,
+                    as_json: bool = False, out: str | Path | None = None, engine: str = "auto", tta: str | None = None,
                     device: str = "auto", explain: Path | None = None, native_resolution: bool = False) -> int:
     """`dermcli predict`: print a verdict per image (and with `explain`, write a Grad-CAM figure of each printed
     prediction, over the same views, and explanations.csv into that folder); 1 if any file could not be read, else 0."""
@@ -77,7 +80,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
     from dermcli.inference.predict import predict as run_predict
 
     if out is not None:
-        ensure_writable_file(out, "--out", "predictions.csv")
+        out = ensure_writable_file(out, "--out", "predictions.csv")
     if explain is not None:
         ensure_writable_dir(explain)
     with progress_bars() as track:
@@ -94,7 +97,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
         else:
             render_prediction(p)
         if p.unusual:
-            err_console.print(f"warning: {p.image} is unlike the training images (distance {p.ood_score:.1f} > {p.ood_threshold:.1f}): "
+            err_console.print(f"warning: {p.image} is unlike the training images (distance {p.ood_score:.4g} > {p.ood_threshold:.4g}): "
                               "is it a dermoscopic image of a skin lesion? Treat this prediction with extra caution.", highlight=False)
     if out:
         write_predictions_csv(out, results)

@@ -68,10 +68,11 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def ensure_writable_file(path: Path, option: str, example_name: str) -> Path:
+def ensure_writable_file(path: str | Path, option: str, example_name: str) -> Path:
     """Check, before any long work, that `path` can become a file: not a folder, and its folder writable."""
+    folder_named = str(path).endswith(("/", os.sep))  # a trailing slash names a folder, even one not made yet
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or folder_named:
         raise DermcliError(f"{option} {path}: is a folder; give a file name, e.g. {path / example_name}")
     ensure_writable_dir(path.parent)
     return path
