@@ -14,7 +14,6 @@ from dermcli import __version__
 from dermcli.cli.console import console, log, predict_command, progress_bars, run_guarded, show_report
 from dermcli.cli.options import DEVICE, ENGINE, MODEL, TTA, WEIGHTS, config_options, ranged
 from dermcli.core.errors import DermcliError
-from dermcli.runtime.distributed import environment
 
 NATIVE_RESOLUTION = ("Skip bringing inputs larger than the training images down to their resolution first "
                      "(models trained on full-resolution images, comparisons).")
@@ -55,7 +54,7 @@ def train(config: Optional[Path], folds: Optional[int], resume: Optional[Path], 
         return
     with progress_bars() as track:
         best = run_training(cfg, resume=resume is not None, overwrite=overwrite, resume_epochs=given.get("epochs"), track=track, log=log, device=device)
-    if environment().main:
+    if run_environment().main:
         console.print(f"best checkpoint: {best}")
 
 
@@ -109,7 +108,7 @@ def evaluate(
         folder = run_eval(weights, data, out, split=split, split_file=split_file, images=images, threshold=threshold, engine=engine,
                           batch_size=batch_size, tta=tta, device=device, allow_overlap=allow_overlap,
                           native_resolution=native_resolution, track=track, log=log)
-    if environment().main:  # under torchrun, rank 0 writes the reports
+    if run_environment().main:  # under torchrun, rank 0 writes the reports
         result = write_reports(folder)
         if "overlap" in result["info"]:
             write_reports(folder / result["info"]["overlap"]["folder"])
@@ -277,3 +276,11 @@ def run_app() -> int:
 
 def main() -> None:
     run_guarded(run_app)
+
+
+def run_environment():
+    """This process's place in a torchrun job, imported here, not above: runtime.distributed loads numpy, which
+    `--help` does not need."""
+    from dermcli.runtime.distributed import environment
+
+    return environment()
