@@ -1,7 +1,7 @@
 """How well the out-of-distribution score separates HAM10000 images from images that are not dermoscopy.
 
     python benchmarks/ood.py weights/cnn_ham10000_7class.pt weights/resnet50_ham10000_binary.pt \
-        --data ../shared/data/ham10000 --json benchmarks/ood.json     # prints the README's table
+        --data ../shared/data/ham10000 --json benchmarks/ood.json     # prints the table of docs/explain-and-ood.md
 
 Non-dermoscopy images are generated (flat colours, noise, text on white, synthetic scenes) plus crops of the
 two photographs scikit-learn ships. Three scores are compared: dermcli's Mahalanobis distance, the energy
@@ -126,7 +126,7 @@ def evaluate(weights: Path, data: Path, generated: list[dict[str, list[Path]]]) 
 
 
 def markdown(results: list[dict]) -> str:
-    """The README's table: AUROC per kind (test half) for each score, and the share flagged at the threshold."""
+    """The table of docs/explain-and-ood.md: AUROC per kind (test half) for each score, and the share flagged at the threshold."""
     lines = ["| weights | score | " + " | ".join(KINDS) + " | all | flagged: HAM10000 test / non-dermoscopy |",
              "|---|---|" + "---|" * (len(KINDS) + 2)]
     for r in results:

@@ -40,14 +40,14 @@ for name in lite0_ensemble_ham10000_7class cnn_ham10000_7class resnet50_ham10000
     --out "weights/$name/eval" --engine "$engine"
   dermcli report "weights/$name/eval" --card
 done
-# The README's paired comparison of the two (same test split: both runs use split seed 42).
+# The paired comparison in docs/evaluation.md of the two (same test split: both runs use split seed 42).
 dermcli compare weights/cnn_ham10000_7class/eval weights/resnet50_ham10000_binary/eval --out weights/compare
 for model in lite0 cnn resnet50; do
   dermcli predict examples/ --model "$model" --out "examples/predictions_$model.csv" --engine torch
 done
 # The README's results table:
 python -c "from pathlib import Path; from dermcli.evaluation.card import results_table; print(results_table([Path('weights/' + n + '/eval') for n in ('lite0_ensemble_ham10000_7class', 'cnn_ham10000_7class', 'resnet50_ham10000_binary')]))"
-# The README's explanation overlays and unusual-image figures (the OOD statistics came with training):
+# The explanation overlays and unusual-image figures of docs/explain-and-ood.md (the OOD statistics came with training):
 dermcli explain examples/ISIC_0026531.jpg --model lite0 --out docs/explain/lite0
 dermcli explain examples/ISIC_0026531.jpg --model cnn --out docs/explain/cnn
 dermcli explain examples/ISIC_0026531.jpg --model resnet50 --out docs/explain/resnet50

@@ -1,5 +1,6 @@
 """Terminal output shared by the Typer CLI and its fast `predict` path: consoles, progress bars,
-one-line errors and the rendering of predictions. Imports Rich, never Typer."""
+one-line errors and the rendering of predictions. Imports Rich, never Typer; the work of each command (torch,
+pandas, numpy behind it) is imported inside it, so a cold `predict` loads only what it uses."""
 
 import json
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dermcli.core.errors import DermcliError
-from dermcli.core.files import ensure_writable_dir, ensure_writable_file
+from dermcli.core.files import ensure_writable_dir, ensure_writable_file, write_text
 
 console = Console(soft_wrap=True)  # one message, one line, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -128,7 +129,6 @@ def render_prediction(p) -> None:
 def write_predictions_csv(path: Path, results) -> None:
     import pandas as pd
 
-    from dermcli.core.files import write_text
     from dermcli.inference.predict import prediction_row
 
     rows = [{**prediction_row(p), "threshold": p.threshold,

@@ -36,7 +36,7 @@ def _set_metadata(proto, meta: dict) -> None:
 def restamp_onnx(path: Path, weights: Path) -> Path:
     """Give `path`, exported from `weights` before a rewrite of its metadata alone, the checkpoint's metadata and
     sha256 as they are now, keeping the graph and its weights."""
-    import onnx
+    import onnx  # onnx and torch here, as in export_onnx
 
     from dermcli.models.checkpoint import read_checkpoint
 
