@@ -8,10 +8,8 @@ headers and stores their median short side and size in the checkpoint's metadata
 gets the same metadata and the new file's sha256 (its graph is kept), so `predict` still runs it without timm.
 """
 
-import argparse
-from pathlib import Path
 
-from dermcli import PROJECT_ROOT
+from weights_args import weights_and_data  # scripts/, on the path of a script run from it
 from dermcli.data.dataset import load_dataset
 from dermcli.data.images import training_resolution
 from dermcli.data.split import load_split, select
@@ -22,10 +20,7 @@ from dermcli.models.checkpoint import read_checkpoint, write_payload
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", type=Path, nargs="+")
-    parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "ham10000")
-    args = parser.parse_args()
+    args = weights_and_data(__doc__)
     table = load_dataset(args.data)
     for weights in args.weights:
         rows = select(table, load_split(resolve_split_file(weights, None)), "train")

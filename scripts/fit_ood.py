@@ -7,18 +7,13 @@ threshold on its validation split and rewrites the file atomically. The weights 
 so predictions do not change.
 """
 
-import argparse
-from pathlib import Path
 
-from dermcli import PROJECT_ROOT
+from weights_args import weights_and_data  # scripts/, on the path of a script run from it
 from dermcli.training.unusual import add_statistics
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", type=Path, nargs="+")
-    parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "ham10000")
-    args = parser.parse_args()
+    args = weights_and_data(__doc__)
     for weights in args.weights:
         added = add_statistics(weights, args.data)
         print(f"{weights}: distance threshold {added['ood_threshold']:.3f} ({added['ood_pass_rate']:.0%} of validation below)")

@@ -6,10 +6,8 @@ so `dermcli eval --split all` catches renamed copies of those images in an exter
 the digests were added record them themselves). Only split.csv gains a column; the weights are not touched.
 """
 
-import argparse
-from pathlib import Path
 
-from dermcli import PROJECT_ROOT
+from weights_args import weights_and_data  # scripts/, on the path of a script run from it
 from dermcli.data.dataset import load_dataset
 from dermcli.data.overlap import record_digests
 from dermcli.data.split import load_split, select
@@ -18,10 +16,7 @@ from dermcli.models.checkpoint import read_checkpoint
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", type=Path, nargs="+")
-    parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "ham10000")
-    args = parser.parse_args()
+    args = weights_and_data(__doc__)
     table = load_dataset(args.data)
     for weights in args.weights:
         source = resolve_split_file(weights, None)
