@@ -107,7 +107,9 @@ def evaluation_set(weights: Path, data: Path, images: Path | None, split: str, s
     if split == "all":
         return table, own_split, weights.parent
     source = resolve_split_file(weights, split_file)
-    table = select(table, load_split(source), split, str(source))
+    # the rows' split is the model's own unless --split-file names another beside it: read each file once
+    rows_split = load_split(source) if split_file and own_split_file(weights) else own_split
+    table = select(table, rows_split, split, str(source))
     if table.empty:
         raise DermcliError(f"{source}: the {split} split holds no images")
     if not has_group_ids(table):

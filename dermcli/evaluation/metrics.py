@@ -36,7 +36,7 @@ def multiclass_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
         **{k: float(v[0]) for k, v in confusion_scores(cm[None]).items()},
         "weighted_f1": float(np.average(scores["f1"], weights=scores["support"])),
         "macro_auc": macro_ovr_auc(y_true, probs),
-        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], EPS, 1)))),
+        "loss": nll(y_true, probs),
     }
 
 
