@@ -26,7 +26,6 @@ for seed in 42 7; do
     --seed "$seed" --split-file "$RUNS/cnn/split.csv" --overwrite
 done
 dermcli ensemble "$RUNS/lite0_s42/best.pt" "$RUNS/lite0_s7/best.pt" --data "$DATA" --out "$RUNS/lite0_ensemble.pt" --tta dihedral
-python scripts/fit_ood.py "$RUNS/lite0_ensemble.pt" --data "$DATA"  # unusual-image statistics (its last member's features)
 # fp32: an fp16 copy differed from it by up to 1.1e-2 in probability on validation (above the 1e-3 allowed)
 python scripts/ship_weights.py "$RUNS/lite0_ensemble.pt" weights/lite0_ensemble_ham10000_7class
 dermcli export weights/lite0_ensemble_ham10000_7class.pt  # the .onnx beside it: predicting needs no timm

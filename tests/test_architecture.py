@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dermcli"
 # Bottom first: a module may import its own layer and the layers below it, never one above.
-LAYERS = ["core", "runtime", "data", "models", "inference", "evaluation", "training", "cli"]
+LAYERS = ["core", "runtime", "data", "models", "inference", "evaluation", "training", "serving", "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -24,7 +24,7 @@ def edit_metadata(ham_dir, change):
 
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.drop(columns=["dx"]), "missing column.*dx"),
-    (lambda t: t.assign(dx=t["dx"].where(t.index != 4, "melanoma")), "row 6: unknown dx label 'melanoma'"),
+    (lambda t: t.assign(dx=t["dx"].where(t.index != 4, " ")), "row 6: empty dx"),
     (lambda t: t.assign(image_id=t["image_id"].where(t.index != 7, t["image_id"][6])), "row 9: duplicate image_id"),
     (lambda t: t.assign(image_id=t["image_id"].where(t.index != 3, "ISIC_9999999")), "row 5: image 'ISIC_9999999' not found"),
     (lambda t: t.assign(image_id=t["image_id"].where(t.index != 2, "../../etc/passwd")), "row 4: image '../../etc/passwd' not found"),
@@ -52,7 +52,7 @@ def test_isic_ground_truth_parses_with_images_folder(tmp_path):
     csv = make_isic(tmp_path, [("ISIC_1", "mel"), ("ISIC_2", "nv"), ("ISIC_3", "vasc")])
     assert detect_format(csv) == "isic" and detect_format(tmp_path) == "isic"
     table = load_dataset(csv, images=tmp_path / "images")
-    assert list(table["dx"]) == ["mel", "nv", "vasc"]
+    assert list(table["dx"]) == ["MEL", "NV", "VASC"]  # the data set's own names
     assert list(table["lesion_id"]) == list(table["image_id"])  # each image its own group
 
 
@@ -65,19 +65,19 @@ def test_isic_rows_that_are_not_one_hot_are_refused(tmp_path):
         load_dataset(csv)
 
 
-def test_class_folders_parse_and_unknown_folders_are_refused(tmp_path):
+def test_class_folders_of_any_names_parse_and_hidden_ones_are_skipped(tmp_path):
     write_image(tmp_path / "mel" / "a.png", 1, fmt="PNG")
     write_image(tmp_path / "nv" / "sub" / "b.jpg", 2)
+    write_image(tmp_path / "other" / "c.jpg", 3)
+    write_image(tmp_path / ".thumbnails" / "d.jpg", 4)
+    write_image(tmp_path / "nv" / ".hidden" / "e.jpg", 5)
     table = load_dataset(tmp_path)
-    assert sorted(table["dx"]) == ["mel", "nv"]
-    (tmp_path / "melanoma").mkdir()
-    with pytest.raises(DermcliError, match="unknown class folder"):
-        load_dataset(tmp_path)
+    assert sorted(table["dx"]) == ["mel", "nv", "other"]
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p / "absent", "no such file or folder"),
-    (lambda p: p, "no HAM10000_metadata.csv"),
+    (lambda p: p, "no HAM10000_metadata.csv, ISIC or PAD-UFES-20 CSV, or class sub-folders"),
     (lambda p: (p / "notes.txt").write_text("x") and p / "notes.txt", "expected a folder or a CSV"),
 ])
 def test_unrecognised_paths_are_refused(tmp_path, make, message):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dermcli.core.errors import DermcliError
+from dermcli.evaluation.card import public_path
 from dermcli.inference.runners import TorchRunner
 from dermcli.models.ensemble import Ensemble
 from dermcli.models.loading import load_model
@@ -35,6 +36,8 @@ def test_an_ensemble_of_two_is_the_mean_of_its_members(members, tmp_path):
     assert np.allclose(probabilities(TorchRunner(ensemble, meta).logits(images)), mean, atol=1e-5)
     assert meta["backend"] == "ensemble" and [m["weights"] for m in meta["members"]] == [str(r) for r in runs]
     assert (tmp_path / "ens" / "split.csv").read_text() == (runs[0].parent / "split.csv").read_text()  # eval finds it
+    # its own unusual-image statistics: predictions carry a distance and a flag
+    assert meta["ood_threshold"] > 0 and TorchRunner.load(path).outputs(images)[1] is not None
 
 
 def test_one_sigmoid_output_averages_probabilities_too():
@@ -64,7 +67,8 @@ def test_the_ensemble_goes_through_eval_export_and_the_card(members, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr  # ONNX export of the ensemble checked against PyTorch on the way
     assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["model"] == "ensemble"
     assert run_cli("report", str(tmp_path / "e"), "--card").returncode == 0
-    assert all(str(r) in (tmp_path / "e" / "MODEL_CARD.md").read_text() for r in runs)
+    card = (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    assert all(f"`{public_path(str(r))}`" in card for r in runs) and str(tmp_path) not in card  # members named, no machine paths
 
 
 def test_an_ensembles_tta_is_its_default_and_its_calibration(members, tmp_path):

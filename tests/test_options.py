@@ -30,8 +30,10 @@ ACCEPTED = {
     ("train", "--seed", "0"): "0 is an ordinary seed",
     ("train", "--split-seed", "0"): "0 is an ordinary seed",
     ("train", "--warmup-epochs", "0"): "no warm-up: one stage (the default)",
+    ("train", "--lr-warmup", "0"): "no learning-rate warm-up (the default)",
     ("eval", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
     ("predict", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
+    ("serve", "--port", "0"): "0: a free port, chosen by the system",
 }
 
 
@@ -70,6 +72,7 @@ def test_numeric_options_refuse_what_is_out_of_range(capsys, monkeypatch, tmp_pa
     rest = {"train": ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")],
             "eval": ["--weights", str(tmp_path / "none.pt"), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")],
             "predict": [str(tmp_path / "none.jpg")],
+            "serve": ["--weights", str(tmp_path / "none.pt")],
             "ensemble": [str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e.pt")]}[command]
     code, err = run(capsys, monkeypatch, command, *rest, option, value)
     assert code != 0 and "internal error" not in err and "Traceback" not in err
@@ -149,6 +152,8 @@ def base_command(command: str, ws: dict, tmp_path) -> list[str]:
         "export": ["export", str(ws["weights"]), "--out", str(tmp_path / "m.onnx")],
         "compare": ["compare", str(ws["root"] / "evaluated"), str(ws["root"] / "evaluated"), "--out", str(tmp_path / "compared")],
         "ensemble": ["ensemble", str(ws["weights"]), str(ws["weights"]), "--data", str(ws["data"]), "--out", str(tmp_path / "ens.pt")],
+        "serve": ["serve", "--weights", str(ws["weights"]), "--port", "0"],
+        "runs": ["runs", str(ws["root"])],  # never run unchanged: it would serve until stopped
     }[command]
 
 

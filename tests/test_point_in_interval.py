@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from dermcli.core.labels import BINARY_CLASSES, CLASSES, MALIGNANT_INDICES
+from dermcli.core.labels import BINARY_CLASSES, CLASSES, MALIGNANT
 from dermcli.evaluation.compare import write_compare
 from dermcli.evaluation.metrics import binary_summary
 from dermcli.evaluation.report import fmt, write_reports
 
 CASES = ("all_present", "class_missing", "never_predicted", "all_benign", "all_malignant")
+MALIGNANT_INDICES = [CLASSES.index(c) for c in MALIGNANT]
 BENIGN_INDICES = [k for k in range(len(CLASSES)) if k not in MALIGNANT_INDICES]
 
 

@@ -3,7 +3,6 @@
 Heavy libraries (torch, pandas, matplotlib, torchvision, timm) are imported inside commands so `--help` is quick.
 """
 
-import difflib
 import inspect
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,9 +10,14 @@ from typing import Annotated, Optional
 import typer
 
 from dermcli import __version__
+from dermcli.cli.cache import cache_app
+from dermcli.cli.catalogue import models
 from dermcli.cli.console import console, log, predict_command, progress_bars, run_guarded, show_report
-from dermcli.cli.options import DEVICE, ENGINE, MODEL, TTA, WEIGHTS, config_options, ranged
+from dermcli.cli.options import DEVICE, ENGINE, MODEL, TTA, WEIGHTS, config_options, field_option, ranged
+from dermcli.cli.runs import runs
+from dermcli.cli.serve import serve
 from dermcli.core.errors import DermcliError
+from dermcli.training.config import TrainConfig  # plain Python, no numpy: --help stays quick
 
 NATIVE_RESOLUTION = ("Skip bringing inputs larger than the training images down to their resolution first "
                      "(models trained on full-resolution images, comparisons).")
@@ -38,7 +42,7 @@ def train(config: Optional[Path], folds: Optional[int], resume: Optional[Path], 
     """Train a model on a lesion-level split; writes the run folder.
 
     Options come from --config FILE (TOML, or a run's config.json), overridden by the flags given."""
-    from dermcli.training.config import TrainConfig, read_config_file
+    from dermcli.training.config import read_config_file
     from dermcli.training.crossval import is_cv_run, train_folds
     from dermcli.training.run import train as run_training
 
@@ -68,7 +72,6 @@ def _train_command():
         ("resume", Annotated[Optional[Path], typer.Option(help="Continue the run (or cross-validation) in this folder from where it stopped.")], None),
         ("device", Annotated[str, DEVICE], "auto"),
         ("overwrite", Annotated[bool, typer.Option(help="Allow training into a folder that already holds a run.")], False))]
-    from dermcli.training.config import TrainConfig  # numpy only: `--help` stays quick
 
     def command(**options):
         train(**options)
@@ -80,16 +83,26 @@ def _train_command():
 
 
 app.command("train")(_train_command())
+app.command()(serve)
+app.command()(runs)
+app.command()(models)
+app.add_typer(cache_app, name="cache")
 
 
 @app.command("eval")
 def evaluate(
     weights: Annotated[Path, typer.Option(help="Checkpoint to evaluate (e.g. runs/cnn/best.pt).")],
-    data: Annotated[Path, typer.Option(help="HAM10000 folder, ISIC ground-truth CSV or class-folder tree.")],
+    data: Annotated[Path, field_option(TrainConfig, "data")],
     out: Annotated[Path, typer.Option(help="Folder for predictions.csv and the reports.")],
     split: Annotated[str, typer.Option(help="train, val, test, or all (every image: external sets).")] = "test",
     split_file: Annotated[Optional[Path], typer.Option(help="split.csv to use; default: the one beside --weights.")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of an ISIC CSV, when not beside it.")] = None,
+    images: Annotated[Optional[Path], field_option(TrainConfig, "images")] = None,
+    format: Annotated[str, field_option(TrainConfig, "format")] = "",
+    image_column: Annotated[str, field_option(TrainConfig, "image_column")] = "",
+    label_column: Annotated[str, field_option(TrainConfig, "label_column")] = "",
+    group_column: Annotated[str, field_option(TrainConfig, "group_column")] = "",
+    label_map: Annotated[str, typer.Option(help="Match the set's labels to the model's classes: DATA=MODEL,... (e.g. AK=akiec,NEV=nv); "
+                                                "default: by name, then the alias table of docs/data.md.")] = "",
     threshold: Annotated[Optional[float], ranged("threshold", "Override the checkpoint's val-tuned decision threshold.")] = None,
     batch_size: Annotated[int, ranged("eval:batch-size", "Images per forward pass.")] = 64,
     engine: Annotated[str, ENGINE] = "auto",
@@ -99,19 +112,24 @@ def evaluate(
     native_resolution: Annotated[bool, typer.Option("--native-resolution", help=NATIVE_RESOLUTION)] = False,
 ):
     """Evaluate a checkpoint on a split it never saw; writes predictions and reports."""
+    from dermcli.data.dataset import Source
+    from dermcli.evaluation.evaluate import MALIGNANT_VIEW
     from dermcli.evaluation.evaluate import evaluate as run_eval
     from dermcli.evaluation.report import write_reports
 
     if split not in ("train", "val", "test", "all"):
         raise DermcliError(f"--split {split!r} is not one of train, val, test, all")
     with progress_bars() as track:
-        folder = run_eval(weights, data, out, split=split, split_file=split_file, images=images, threshold=threshold, engine=engine,
-                          batch_size=batch_size, tta=tta, device=device, allow_overlap=allow_overlap,
+        source = Source.of(data, format=format, images=images, image_column=image_column, label_column=label_column, group_column=group_column)
+        folder = run_eval(weights, source, out, split=split, split_file=split_file, threshold=threshold, engine=engine,
+                          batch_size=batch_size, tta=tta, device=device, allow_overlap=allow_overlap, label_map=label_map,
                           native_resolution=native_resolution, track=track, log=log)
     if run_environment().main:  # under torchrun, rank 0 writes the reports
         result = write_reports(folder)
         if "overlap" in result["info"]:
             write_reports(folder / result["info"]["overlap"]["folder"])
+        if (folder / MALIGNANT_VIEW / "eval_info.json").is_file():  # labels the model lacks, in its binary view
+            write_reports(folder / MALIGNANT_VIEW)
         show_report(result, folder)
 
 
@@ -143,40 +161,6 @@ def compare(
     result = write_compare(folders, out)
     console.print(Markdown(result["markdown"]))
     console.print(f"written to {out}")
-
-
-@app.command()
-def models(
-    match: Annotated[Optional[str], typer.Argument(help="Show only models whose name contains this text.")] = None,
-    timm: Annotated[bool, typer.Option("--timm", help="Also list timm's pretrained models (needs timm installed).")] = False,
-):
-    """List the models `--model` accepts: parameters, default input size, pretrained weights cached here."""
-    from rich.table import Table
-
-    from dermcli.models.checkpoint import num_outputs
-    from dermcli.models.registry import get_backend
-    from dermcli.models.torchvision_zoo import catalogue
-
-    cards = [get_backend(name) for name in ("cnn", "resnet50")]
-    rows = [{"model": b.name, "parameters": sum(p.numel() for p in b.build(num_outputs(b.default_task), {}).parameters()),
-             "input_size": b.input_size, "cached": None} for b in cards] + catalogue()
-    if timm:
-        from dermcli.models.timm_zoo import catalogue as timm_catalogue
-
-        rows += timm_catalogue()
-    shown = [r for r in rows if match is None or match in r["model"]]
-    if not shown:
-        close = difflib.get_close_matches(match, [r["model"] for r in rows], n=3, cutoff=0.0)
-        raise DermcliError(f"no model name contains {match!r}" + (f"; closest: {', '.join(close)}" if close else "")
-                           + ("" if timm else " (timm's models are listed with --timm)"))
-    table = Table("model", "parameters", "input", "weights cached here")
-    for r in shown:
-        table.add_row(r["model"], f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "—", str(r["input_size"] or "—"),
-                      {True: "yes", False: "no", None: "—"}[r["cached"]])
-    console.print(table)
-    console.print("cnn and resnet50 are the model cards' (resnet50: torchvision's ResNet50 with the binary card's head; "
-                  "--head linear for torchvision's own). torchvision's parameter counts include ImageNet's 1000-class head, "
-                  "which dermcli replaces; timm's are known once built.")
 
 
 @app.command()

@@ -21,12 +21,16 @@ err_console = Console(stderr=True, soft_wrap=True)
 def progress_bars():
     """Yield track(iterable, description, total) drawing Rich progress bars (nested loops nest).
 
-    The bars start on the first track() call: a one-image predict never loads or starts them.
+    The bars start on the first track() call: a one-image predict never loads or starts them. Without a terminal
+    (a file, CI, nohup) no bar is drawn: plain_progress logs lines instead.
     """
     progress = None
 
     def track(iterable, description: str, total: int | None = None):
         nonlocal progress
+        if not err_console.is_terminal:
+            yield from plain_progress(iterable, description, total)
+            return
         if progress is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -44,6 +48,25 @@ def progress_bars():
     finally:
         if progress is not None:
             progress.stop()
+
+
+def plain_progress(iterable, description: str, total: int | None, every: float = 30.0, clock=None, out=None):
+    """Progress as log lines, for output that is not a terminal: once a loop has run `every` seconds, one at every
+    tenth of `total` and at least every `every` seconds, each with the count, the rate and the time left (a loop
+    shorter than that stays silent, as a bar would have come and gone)."""
+    import time
+
+    clock, out = clock or time.monotonic, out or log
+    start = last = clock()
+    tenth = max(1, total // 10) if total else None
+    for done, item in enumerate(iterable, 1):
+        yield item
+        now = clock()
+        if now - start >= every and ((tenth and (done % tenth == 0 or done == total)) or now - last >= every):
+            rate = done / max(now - start, 1e-9)
+            left = f", about {(total - done) / rate:.0f} s left" if total else ""
+            out(f"{description}: {done}/{total or '?'} ({rate:.3g}/s{left})")
+            last = now
 
 
 def log(message: str) -> None:
@@ -77,7 +100,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
                     device: str = "auto", explain: Path | None = None, native_resolution: bool = False) -> int:
     """`dermcli predict`: print a verdict per image (and with `explain`, write a Grad-CAM figure of each printed
     prediction, over the same views, and explanations.csv into that folder); 1 if any file could not be read, else 0."""
-    from dermcli.inference.predict import DISCLAIMER
+    from dermcli.inference.predict import DISCLAIMER, prediction_record
     from dermcli.inference.predict import predict as run_predict
 
     if out is not None:
@@ -94,7 +117,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
                         native_resolution=native_resolution)
     for p in results:
         if as_json:
-            print(json.dumps({**vars(p), "malignant": p.malignant, "unusual": p.unusual}))
+            print(json.dumps(prediction_record(p)))
         else:
             render_prediction(p)
         if p.unusual:
@@ -122,8 +145,9 @@ def render_prediction(p) -> None:
         table.add_row(f"[bold]{name}[/bold]" if name == p.label else name, f"{value:.1%}")
     console.print(f"Prediction: {p.label} ({p.confidence:.1%})")
     console.print(table)
-    verdict = "MALIGNANT" if p.malignant else "BENIGN"
-    console.print(f"Malignant score p(mel)+p(bcc)+p(akiec): {p.malignant_score:.3f} -> {verdict} at threshold {p.threshold:.3f}")
+    if p.malignant_score is not None:
+        verdict = "MALIGNANT" if p.malignant else "BENIGN"
+        console.print(f"Malignant score {p.score_label}: {p.malignant_score:.3f} -> {verdict} at threshold {p.threshold:.3f}")
 
 
 def write_predictions_csv(path: Path, results) -> None:
@@ -153,7 +177,8 @@ def show_report(r: dict, folder: Path) -> None:
     for p in r["operating_points"]:
         points.add_row(f"{p['target_sensitivity']:.2f}", *(num(p[k]) for k in ("threshold", "sensitivity", "specificity", "ppv", "npv", "f1")))
     points.add_row("[bold]model's threshold[/bold]", *(f"[bold]{num(b[k])}[/bold]" for k in ("threshold", "recall", "specificity", "precision", "npv", "f1")))
-    console.print(points)
+    if r["operating_points"]:  # none without a benign/malignant view
+        console.print(points)
     c = r["calibration"]
     console.print(f"ECE (15 bins): {c['ece_before']:.4f} before, {c['ece_after']:.4f} after temperature scaling (T = {c['temperature']:.3f})")
     if "unusual" in r:

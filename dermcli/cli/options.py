@@ -34,6 +34,11 @@ def config_options(cls) -> list[inspect.Parameter]:
     return params
 
 
+def field_option(cls, name: str, **kwargs):
+    """A command's own option declared by a config dataclass's field (its help text), e.g. eval's --image-column."""
+    return typer.Option(help=next(f.metadata["help"] for f in fields(cls) if f.name == name), **kwargs)
+
+
 # Options that several commands share, declared once.
 MODEL = typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")
 ENGINE = typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")

@@ -1,6 +1,7 @@
 """matplotlib figures (Agg, no display) with fixed margins, saved as PNG atomically; matplotlib is imported
 only when a figure is drawn, so no command pays for it at start-up."""
 
+import io
 from pathlib import Path
 
 from dermcli.core.files import atomic_path
@@ -17,7 +18,17 @@ def axes_figure(ncols: int = 1, size: tuple[float, float] | None = None, **margi
     return fig, axes
 
 
+DPI = 110
+
+
 def save_png(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes, in memory: `dermcli serve` writes no files."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()

@@ -49,6 +49,8 @@ RANGES: dict[str, Range] = {
     "target-sensitivity": Range(0, 1, low_open=True, high_open=True),
     "folds": Range(2, 100),
     "warmup-epochs": Range(0, 100_000),
+    "lr-warmup": Range(0, 100_000),
+    "crop-scale": Range(0.05, 1),  # a share of the image's area
     "finetune-lr": Range(0, 10, low_open=True),
     "input-size": Range(16, 1024),
     "distill-weight": Range(0, 1),  # share of the teacher term in the loss; 1 ignores the labels
@@ -56,6 +58,12 @@ RANGES: dict[str, Range] = {
     # eval, predict; a key "command:option" is the range of that command's own --option
     "eval:batch-size": Range(1, 65_536),
     "threshold": Range(0, 1),  # on a probability; 0 calls every image malignant, 1 only certain ones
+    # serve
+    "port": Range(0, 65_535),  # 0: a free port, chosen by the system
+    "max-upload-mb": Range(0, 2_000, low_open=True),
+    "max-images": Range(1, 1_000),
+    "queue": Range(1, 10_000),
+    "upload-timeout": Range(0, 3_600, low_open=True),
 }
 
 

@@ -3,6 +3,7 @@
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dermcli.data.transforms import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, apply_augmentation, draw_augmentation, normalize
 
@@ -14,8 +15,10 @@ class ImageBatches:
     normalised by tensor ops on the device, from the same draws as the numpy path (transforms.draw_augmentation).
     """
 
-    def __init__(self, images: np.ndarray, preprocessing: str, augment: str = "none", device: torch.device | None = None):
+    def __init__(self, images: np.ndarray, preprocessing: str, augment: str = "none", device: torch.device | None = None,
+                 crop_scale: float = 1.0):
         self.images, self.preprocessing, self.augment, self.device = images, preprocessing, augment, device
+        self.crop_scale = crop_scale
 
     def __len__(self) -> int:
         return len(self.images)
@@ -23,21 +26,48 @@ class ImageBatches:
     def draw(self, n: int, rng: np.random.Generator | None, part: np.ndarray | None = None):
         """Augmentation params for the rows `part` (default: all) of a training batch of n, drawn for all n
         (None when evaluating or not augmenting)."""
-        if rng is None or self.augment == "none":
+        if rng is None or (self.augment == "none" and self.crop_scale >= 1):
             return None
-        return rows_of(draw_augmentation(n, rng, turns=self.augment == "dihedral"), part)
+        params = draw_augmentation(n, rng, turns=self.augment == "dihedral") if self.augment != "none" else {}
+        if self.crop_scale < 1:  # drawn after the flips, so runs without crops draw what they always drew
+            params.update(draw_crops(n, rng, self.crop_scale))
+        return rows_of(params, part)
 
     def get(self, idx: np.ndarray, rng: np.random.Generator | None = None, part: np.ndarray | None = None) -> torch.Tensor:
         """The rows `idx` (for training, in a random order and augmented from `rng`). Under torchrun, `part` picks
         this process's rows of the global batch `idx`: the draws are made for the whole batch, so every
         process's `rng` stays in step and N processes see the pixels one process would."""
-        params = self.draw(len(idx), rng, part)
+        params = self.draw(len(idx), rng, part) or {}
         x = self.images[rows_of(idx, part)]  # in idx's order, always: labels are paired with rows by position
+        flips = params if "hflip" in params else None
         if self.device is None:
-            return torch.from_numpy(normalize(apply_augmentation(x, params) if params else x, self.preprocessing))
-        x = torch.from_numpy(np.ascontiguousarray(x))
-        x = (x.pin_memory() if self.device.type == "cuda" else x).to(self.device, non_blocking=True)
-        return normalize_on_device(augment_on_device(x, params) if params else x, self.preprocessing)
+            x = torch.from_numpy(normalize(apply_augmentation(x, flips) if flips else x, self.preprocessing))
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(x))
+            x = (x.pin_memory() if self.device.type == "cuda" else x).to(self.device, non_blocking=True)
+            x = normalize_on_device(augment_on_device(x, flips) if flips else x, self.preprocessing)
+        return crop_and_resize(x, params) if "crop_area" in params else x
+
+
+def draw_crops(n: int, rng: np.random.Generator, min_area: float) -> dict[str, np.ndarray]:
+    """Random resized crops (as torchvision's RandomResizedCrop, scale (min_area, 1), ratio (3/4, 4/3)): each
+    crop's share of the image's area, its aspect, and where its centre lies, as fractions of the free room."""
+    return {"crop_area": rng.uniform(min_area, 1.0, n), "crop_aspect": np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), n)),
+            "crop_x": rng.uniform(-1, 1, n), "crop_y": rng.uniform(-1, 1, n)}
+
+
+def crop_and_resize(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """Each normalised image (N, C, S, S) -> its drawn crop, bilinearly scaled back to S x S, by one batched
+    grid_sample on x's device (the same op on a CPU and a GPU). Normalising is affine per channel, so cropping
+    after it gives the pixels cropping before it would."""
+    area, aspect = (torch.as_tensor(params[k], dtype=torch.float32) for k in ("crop_area", "crop_aspect"))
+    width, height = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = width, height
+    theta[:, 0, 2] = torch.as_tensor(params["crop_x"], dtype=torch.float32) * (1 - width)
+    theta[:, 1, 2] = torch.as_tensor(params["crop_y"], dtype=torch.float32) * (1 - height)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def augment_on_device(x: torch.Tensor, params: dict) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Decode any image a user may have into the same RGB uint8 array at train, eval and predict time."""
 
+import io
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +19,10 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 class ImageError(DermcliError):
     pass
+
+
+class TooManyPixels(ImageError):
+    """An image whose header promises more pixels than may be decoded: refused before anything is allocated for them."""
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -40,10 +45,11 @@ DECODE_VERSION = 2
 
 
 @contextmanager
-def _opened(path: Path):
-    """The image at `path`, open (nothing decoded yet); any failure reading it raises ImageError naming the file."""
+def _opened(path: Path, data: bytes | None = None):
+    """The image at `path`, or in `data` (bytes held in memory, which `path` only names), open (nothing decoded
+    yet); any failure reading it raises ImageError naming the file."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             yield img
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
@@ -52,7 +58,7 @@ def _opened(path: Path):
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (unrecognised format)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: too many pixels to decode safely") from None
+        raise TooManyPixels(f"{path}: too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: unreadable image ({e})") from None
 
@@ -78,11 +84,16 @@ def reduced_size(size: tuple[int, int], short_side: int) -> tuple[int, int] | No
     return None if scale >= 1 else (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
 
 
-def decode_rgb(path: Path, size: int, resolution: int | None = None) -> tuple[np.ndarray, tuple | None]:
-    """load_rgb's image, and ((width, height) stored, (width, height) brought down to) when it was brought down."""
+def decode_rgb(path: Path, size: int, resolution: int | None = None, data: bytes | None = None,
+               max_pixels: int | None = None) -> tuple[np.ndarray, tuple | None]:
+    """load_rgb's image, and ((width, height) stored, (width, height) brought down to) when it was brought down.
+    With `data`, the image is those bytes (an upload) and `path` only names it; with `max_pixels`, an image whose
+    header says more raises TooManyPixels before it is decoded."""
     path = Path(path)
-    with _opened(path) as img:
+    with _opened(path, data) as img:
         stored = img.size
+        if max_pixels and stored[0] * stored[1] > max_pixels:
+            raise TooManyPixels(f"{path}: {stored[0]}x{stored[1]} pixels, more than the {max_pixels:,} allowed")
         reduced = reduced_size(stored, resolution) if resolution else None
         # JPEG decoders can scale by 1/2..1/8 while decoding: huge photos never fill memory. Twice the size that the
         # next filter makes leaves that filter the detail to average.

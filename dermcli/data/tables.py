@@ -9,6 +9,8 @@ from dermcli.core.errors import DermcliError
 from dermcli.data.images import IMAGE_SUFFIXES
 
 COLUMNS = ["image_id", "lesion_id", "dx", "path"]
+# Kept when the data set names patients: the split then groups by patient, the strongest id (patient > lesion > image).
+PATIENT = "patient_id"
 # Per-image metadata kept when a data set has it (HAM10000's own columns), for subgroup reports.
 METADATA = ["sex", "age", "localization", "dx_type"]
 # ISIC's names for the same columns.
@@ -46,6 +48,42 @@ def check_unique_ids(table: pd.DataFrame, source: Path, row_offset: int = 2) -> 
     dup = table.index[table["image_id"].duplicated()]
     if len(dup):
         raise DermcliError(f"{source}: row {dup[0] + row_offset}: duplicate image_id {table.at[dup[0], 'image_id']!r}")
+
+
+def required_columns(table: pd.DataFrame, columns, source: Path) -> pd.DataFrame:
+    """`table`, once every one of `columns` is present and filled in on every row (else a one-line error naming it)."""
+    absent = [c for c in dict.fromkeys(columns) if c not in table.columns]
+    if absent:
+        raise DermcliError(f"{source}: missing column(s) {', '.join(absent)}")
+    for column in dict.fromkeys(columns):
+        empty = table.index[table[column].str.strip() == ""]
+        if len(empty):
+            raise DermcliError(f"{source}: row {empty[0] + 2}: empty {column}")
+    return table
+
+
+def group_ids(table: pd.DataFrame, column: str) -> pd.Series:
+    """`column`'s ids where the table has them, else each image its own group."""
+    ids = table[column].fillna("").str.strip() if column in table.columns else pd.Series("", index=table.index)
+    return ids.where(ids != "", table["image_id"])
+
+
+def layout_csv(path: Path, name: str) -> Path:
+    """A layout's table: the CSV given, or the one of that name in the folder given."""
+    return Path(path) if Path(path).is_file() else Path(path) / name
+
+
+def has_columns(csv: Path, columns) -> bool:
+    return set(columns) <= set(read_header(csv))
+
+
+def read_header(csv: Path) -> list[str]:
+    """A CSV's column names, [] when it is not a readable file (detection tries many)."""
+    try:
+        with Path(csv).open(encoding="utf-8", errors="replace") as f:
+            return [c.strip() for c in f.readline().strip().split(",")]
+    except OSError:
+        return []
 
 
 def read_csv(path: Path) -> pd.DataFrame:

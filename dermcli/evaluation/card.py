@@ -6,9 +6,11 @@ from pathlib import Path
 import pandas as pd
 
 from dermcli.core.files import write_text
-from dermcli.core.labels import CLASSES
+from dermcli.core.labels import sorted_labels
 from dermcli.data.split import SPLITS
+from dermcli.data.tables import PATIENT
 from dermcli.evaluation.formatting import fmt, num, overlap_sentence
+from dermcli.evaluation.tracking import log_eval
 from dermcli.inference.predict import DISCLAIMER
 from dermcli.models.registry import get_backend
 
@@ -21,11 +23,42 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def split_counts(split: pd.DataFrame) -> list[str]:
-    counts = pd.crosstab(split["label"], split["split"]).reindex(index=CLASSES, columns=list(SPLITS), fill_value=0)
+    classes = sorted_labels(split["label"])
+    counts = pd.crosstab(split["label"], split["split"]).reindex(index=classes, columns=list(SPLITS), fill_value=0)
     lesions = split.groupby("split")["lesion_id"].nunique().reindex(list(SPLITS), fill_value=0)
-    rows = [[c, *counts.loc[c].tolist()] for c in CLASSES]
+    rows = [[c, *counts.loc[c].tolist()] for c in classes]
     rows += [["**images**", *counts.sum().tolist()], ["**lesions**", *lesions.tolist()]]
+    if PATIENT in split.columns:
+        rows.append(["**patients**", *split.groupby("split")[PATIENT].nunique().reindex(list(SPLITS), fill_value=0).tolist()])
     return _table(["class", *SPLITS], rows)
+
+
+def data_set_name(path: str) -> str:
+    """A data set by name, never by a machine's path: its folder's (or CSV's) name; HAM10000 as it is written."""
+    name = Path(str(path)).name
+    return "HAM10000" if name.lower().startswith("ham10000") else name
+
+
+def public_path(value: str) -> str:
+    """A path as a card may show it: relative as given; an absolute one by its last two parts (no machine's layout)."""
+    path = Path(str(value))
+    return str(Path(*path.parts[-2:])) if path.is_absolute() else str(value)
+
+
+def card_config(config: dict, model: str) -> dict:
+    """The training configuration as the card shows it: set values only, paths public, records of older versions
+    in today's terms (augment True = dihedral), and no `pretrained` where no pretrained weights were used (the
+    CNN has none; --init replaces them)."""
+    shown = {}
+    for key, value in config.items():
+        if value in ("", None) or (key == "pretrained" and (model == "cnn" or config.get("init"))):
+            continue
+        if key == "augment" and isinstance(value, bool):
+            value = "dihedral" if value else "none"
+        if key == "data":
+            value = data_set_name(value)
+        shown[key] = [public_path(v) for v in value] if isinstance(value, list) else public_path(value) if isinstance(value, str) else value
+    return shown
 
 
 def model_card(folder: Path) -> Path:
@@ -34,20 +67,25 @@ def model_card(folder: Path) -> Path:
     run_dir = Path(info["run_dir"])
     config = info.get("config", {})
     backend = get_backend(info["model"])
-    lines = [f"# Model card: {info['model']} ({info['task']}) on HAM10000", "", f"> **Disclaimer.** {DISCLAIMER}", "",
+    data = data_set_name(config.get("data", info["data"]))
+    names = info["class_names"]
+    kind = (f"{len(names)}-class ({', '.join(names)})" if info["task"] == "multiclass" else
+            f"benign vs malignant ({', '.join(info.get('data_malignant', ('mel', 'bcc', 'akiec')))})")
+    lines = [f"# Model card: {info['model']} ({info['task']}) on {data}", "", f"> **Disclaimer.** {DISCLAIMER}", "",
              "## Description", "",
-             f"A {'7-class (akiec, bcc, bkl, df, mel, nv, vasc)' if info['task'] == 'multiclass' else 'benign vs malignant (mel, bcc, akiec)'} "
-             f"dermoscopy classifier trained with dermcli. Weights: `{info['weights']}`. Every figure below was computed by "
+             f"A {kind} dermoscopy classifier trained with dermcli. Weights: `{public_path(info['weights'])}`. Every figure below was computed by "
              f"`dermcli eval` on the **{info['split']}** split ({info['images']} images) and rendered by `dermcli report --card`."
              + overlap_sentence(info), "",
              "## Architecture", "", backend.description, ""]
     if info.get("members"):
         lines += ["Members (each with its own validation metrics):", ""] + [
-            f"- `{m['weights']}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
+            f"- `{public_path(m['weights'])}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
     if config:
-        lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items() if v not in ("", None)])
-        lines += ["", f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "
-                      f"{config.get('target_sensitivity', 0.9):.2f}); temperature {info['temperature']:.3f} (fitted on validation).", ""]
+        lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in card_config(config, info["model"]).items()])
+        threshold = ("No benign/malignant view: no decision threshold" if info["threshold"] is None else
+                     f"Decision threshold {info['threshold']:.4f} ({info['threshold_source']}; tuned on validation for sensitivity "
+                     f"{config.get('target_sensitivity', 0.9):.2f})")
+        lines += ["", f"{threshold}; temperature {info['temperature']:.3f} (fitted on validation).", ""]
     fp16 = Path(info["weights"]).with_suffix("") / "fp16_check.json"  # written by scripts/ship_weights.py --half
     if fp16.is_file():
         check = json.loads(fp16.read_text())
@@ -55,16 +93,18 @@ def model_card(folder: Path) -> Path:
                   f"{check['max_abs_difference']:.1e} (mean {check['mean_abs_difference']:.1e}) on {check['images']} {check['split']} images.", ""]
     if (run_dir / "split.csv").is_file():
         split = pd.read_csv(run_dir / "split.csv")
-        lines += ["## Data and split", "", f"HAM10000, split by **lesion** (no lesion in two splits), stratified by class, 70/15/15, "
+        unit = "patient" if PATIENT in split.columns else "lesion"
+        lines += ["## Data and split", "", f"{data}, split by **{unit}** (no {unit} in two splits), stratified by class, 70/15/15, "
                   f"seed {config.get('split_seed', 42)}. Images per split and class:", ""] + split_counts(split) + [""]
     if info.get("val_metrics"):
         lines += ["Validation metrics of the selected epoch: " + ", ".join(f"{k} {num(v)}" for k, v in info["val_metrics"].items()) + ".", ""]
     lines += [line.replace("# ", "## Metrics: ", 1) if line.startswith("# ") else line.replace("## ", "### ", 1)
               for line in (folder / "metrics.md").read_text().splitlines()]
     lines += ["", "## Limitations", "",
-              "- Trained and tested on HAM10000 only (dermoscopic images from two sites, mostly fair skin); performance on other "
-              "populations, devices or clinical photographs is unknown and likely lower.",
-              "- Class imbalance: nv is about two thirds of the data; rare classes (df, vasc, akiec) have wide intervals.",
+              *(["- Trained and tested on HAM10000 only (dermoscopic images from two sites, mostly fair skin); performance on other "
+                 "populations, devices or clinical photographs is unknown and likely lower.",
+                 "- Class imbalance: nv is about two thirds of the data; rare classes (df, vasc, akiec) have wide intervals."] if data == "HAM10000" else
+               [f"- Trained and tested on {data} only; performance on other populations, devices or image types is unknown and likely lower."]),
               "- The test split is lesion-disjoint from training but from the same sources; it is not an external validation.",
               "- Probabilities are calibrated on the validation split only.",
               *(["- Images unlike the training images are flagged (distance of the penultimate features above the validation "
@@ -75,6 +115,7 @@ def model_card(folder: Path) -> Path:
               "Code: MIT. The HAM10000 images are distributed under CC BY-NC 4.0; models trained on them inherit its non-commercial terms.", ""]
     path = folder / "MODEL_CARD.md"
     write_text(path, "\n".join(lines))
+    log_eval(folder, files=[path])
     return path
 
 
@@ -93,3 +134,16 @@ def results_table(eval_folders: list[Path]) -> str:
                      fmt(b["roc_auc"], ci["roc_auc"]), fmt(b["pr_auc"], ci["pr_auc"]), f"{num(b['recall'])} / {num(b['specificity'])}"])
     return "\n".join(_table(header, rows))
 
+
+def card_headline(weights: Path) -> dict | None:
+    """The model card's headline figures, from the eval beside the checkpoint (WEIGHTS-without-suffix/eval, where
+    the shipped models keep theirs); None when there is none."""
+    path = Path(weights).with_suffix("") / "eval" / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    binary, multiclass = metrics["binary"], metrics.get("multiclass")
+    return {"split": metrics["info"]["split"], "images": metrics["info"]["images"],
+            "accuracy": (multiclass or binary)["accuracy"], "macro_f1": multiclass["macro_f1"] if multiclass else None,
+            "macro_roc_auc": multiclass["macro_auc"] if multiclass else None, "malignant_roc_auc": binary["roc_auc"],
+            "malignant_pr_auc": binary["pr_auc"], "sensitivity": binary["recall"], "specificity": binary["specificity"]}

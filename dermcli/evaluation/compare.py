@@ -96,7 +96,7 @@ def markdown(result: dict) -> str:
              f"resamples, seed {result['bootstrap']['seed']}; both models scored on the same resamples). Accuracy, balanced accuracy and "
              f"macro F1 are of the {result['basis']} decisions; ROC-AUC and PR-AUC of the malignant score; sensitivity and specificity "
              "at each model's own validation-chosen threshold. DeLong's test treats images as independent; the bootstrap does not.", ""]
-    thresholds = ", ".join(f"{m['name']} {m['threshold']:.4f}" for m in result["models"])
+    thresholds = ", ".join(f"{m['name']} {num(m['threshold'], '.4f')}" for m in result["models"])
     lines += [f"Models: {', '.join(m['name'] + ' (' + m['model'] + ', ' + m['task'] + ')' for m in result['models'])}; thresholds: {thresholds}.", ""]
     for c in result["comparisons"]:
         lines += [f"## B = {c['b']} vs A = {c['a']}", "", "| Metric | A | B | B − A (95% CI) | p |", "|---|---|---|---|---|"]

@@ -9,10 +9,11 @@ import pandas as pd
 
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import ensure_writable_dir, write_text
-from dermcli.core.labels import task_targets
+from dermcli.core.labels import has_binary_view, malignant_classes, malignant_score, score_label, sorted_labels
 from dermcli.core.options import check
 from dermcli.data.cache import cached_images
-from dermcli.data.dataset import load_dataset
+from dermcli.data.dataset import Source, load_dataset
+from dermcli.data.label_set import choose_labels, model_truth
 from dermcli.data.overlap import SEEN, digest_column, seen_split
 from dermcli.data.split import GROUPLESS_WARNING, has_group_ids, load_split, select
 from dermcli.data.tables import METADATA
@@ -24,6 +25,7 @@ from dermcli.runtime.distributed import start as join_job
 
 PREDICTIONS = "predictions.csv"
 EVAL_INFO = "eval_info.json"
+MALIGNANT_VIEW = "malignant_view"  # the sub-folder for every image with a known grouping, labels the model lacks included
 OVERLAP = "overlap"  # the sub-folder for a set's images that the model trained or was chosen on (--allow-overlap)
 
 
@@ -69,11 +71,12 @@ def check_overlap(table: pd.DataFrame, pixels: np.ndarray, split: pd.DataFrame |
     return seen
 
 
-def evaluate(weights: Path, data: Path, out: Path, *, split: str = "test", split_file: Path | None = None, images: Path | None = None,
+def evaluate(weights: Path, data, out: Path, *, split: str = "test", split_file: Path | None = None, images: Path | None = None,
              threshold: float | None = None, engine: str = "auto", batch_size: int = 64, tta: str | None = None, device: str = "auto",
-             allow_overlap: bool = False, native_resolution: bool = False, track=None, log=lambda msg: None) -> Path:
+             allow_overlap: bool = False, native_resolution: bool = False, label_map: str = "", track=None, log=lambda msg: None) -> Path:
     """Write predictions.csv and eval_info.json to `out` (and, with `allow_overlap`, the checkpoint's own training
-    or validation images found in the set to out/overlap/, apart from the headline); returns `out`."""
+    or validation images found in the set to out/overlap/, apart from the headline); returns `out`. `data` is a
+    path or a data.dataset.Source; an external set's labels are matched to the model's classes (model_truth)."""
     check("threshold", threshold)
     check("eval:batch-size", batch_size)
     check_tta(tta)
@@ -83,7 +86,8 @@ def evaluate(weights: Path, data: Path, out: Path, *, split: str = "test", split
     out = ensure_writable_dir(Path(out)) if world.main else Path(out)
     with world.main_first():  # rank 0 exports the ONNX graph and decodes the images into the cache; the others read them
         runner = load_runner(weights, engine, log, device)
-        table, own_split, run_dir = evaluation_set(weights, Path(data), images, split, split_file, log)
+        table, own_split, run_dir = evaluation_set(weights, Source.of(data, images=images), runner.meta, split, split_file, log)
+        check_shared_labels(table, runner.meta, label_map)
         resolution = input_resolution(runner.meta, native_resolution, log, weights)
         log_resampled(table["path"].tolist(), resolution, log)
         pixels = cached_images(table["path"].tolist(), runner.meta["input_size"], track, resolution=resolution)
@@ -94,15 +98,28 @@ def evaluate(weights: Path, data: Path, out: Path, *, split: str = "test", split
     probs, distances = world.sharded(lambda rows: predict_scored(runner, pixels[rows], tta, batch_size, track), len(pixels))
     if world.main:
         info = {**eval_info(runner.meta, distances, threshold), "tta": tta, "weights": str(weights), "run_dir": str(run_dir),
-                "data": str(data), "split": split}
-        write_evals(out, predictions_table(table, runner.meta, probs, distances), seen, info, log)
+                "data": str(Source.of(data).path), "split": split}
+        predictions, malignant = predictions_table(table, runner.meta, probs, distances, label_map)
+        known = predictions["label"].notna().to_numpy()
+        if missing := unknown_labels(table, known, malignant, runner.meta, log):
+            info["unknown_labels"] = missing
+        write_evals(out, predictions[known].reset_index(drop=True), seen[known].reset_index(drop=True), info, log)
+        # the labels the model lacks stay in its binary view where their grouping is known (SCC is malignant)
+        in_view = malignant.notna().to_numpy() & (seen == "").to_numpy()
+        if missing and runner.meta["task"] == "multiclass" and has_binary_view(runner.meta) and (in_view & ~known).any():
+            write_eval(out / MALIGNANT_VIEW, malignant_view(predictions[in_view], malignant[in_view], malignant_score(probs[in_view], runner.meta)),
+                       malignant_view_info(info))
+        else:
+            stale_overlap(out / MALIGNANT_VIEW)  # an earlier eval's view is not this one's
     return out
 
 
-def evaluation_set(weights: Path, data: Path, images: Path | None, split: str, split_file: Path | None, log):
-    """The images to evaluate (a split of the data set, or all of it), the checkpoint's own split where known, and
-    the run folder the eval belongs to."""
-    table = load_dataset(data, images)
+def evaluation_set(weights: Path, data: Source, meta: dict, split: str, split_file: Path | None, log):
+    """The images to evaluate (a split of the data set, its labels chosen as the run chose them; or all of an
+    external set), the checkpoint's own split where known, and the run folder the eval belongs to."""
+    config = meta.get("config", {})
+    table = (load_dataset(data) if split == "all" else
+             choose_labels(load_dataset(data), config.get("classes", ""), config.get("merge", ""), config.get("drop_other", False)))
     own_split = training_split(weights, split_file)
     if split == "all":
         return table, own_split, weights.parent
@@ -113,15 +130,18 @@ def evaluation_set(weights: Path, data: Path, images: Path | None, split: str, s
     if table.empty:
         raise DermcliError(f"{source}: the {split} split holds no images")
     if not has_group_ids(table):
-        log(GROUPLESS_WARNING.format(data=data))
+        log(GROUPLESS_WARNING.format(data=data.path))
     return table, own_split, source.parent
 
 
-def predictions_table(table: pd.DataFrame, meta: dict, probs: np.ndarray, distances: np.ndarray | None) -> pd.DataFrame:
-    """predictions.csv: each image's ids, label, metadata (for subgroups), probabilities and unusual-image distance."""
-    names = meta["class_names"]
-    predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"],
-                                "label": [names[i] for i in task_targets(table["dx"], meta["task"])]})
+def predictions_table(table: pd.DataFrame, meta: dict, probs: np.ndarray, distances: np.ndarray | None,
+                      label_map: str = "") -> tuple[pd.DataFrame, pd.Series]:
+    """predictions.csv: each image's ids, label (the model's class for it; empty where the model does not know its
+    label), metadata (for subgroups), probabilities and unusual-image distance; and each image's malignant truth."""
+    names, binary = meta["class_names"], meta["task"] == "binary"
+    classes, malignant = model_truth(table["dx"], meta, label_map)
+    labels = malignant.map({0: "benign", 1: "malignant"}) if binary else classes
+    predictions = pd.DataFrame({"image_id": table["image_id"], "lesion_id": table["lesion_id"], "label": labels})
     for column in METADATA:
         if column in table.columns:
             predictions[column] = table[column]
@@ -129,13 +149,44 @@ def predictions_table(table: pd.DataFrame, meta: dict, probs: np.ndarray, distan
         predictions[f"p_{name}"] = np.round(probs[:, k], 6)
     if distances is not None:
         predictions["ood_score"] = np.round(distances, 4)
-    return predictions
+    return predictions, malignant
+
+
+def check_shared_labels(table: pd.DataFrame, meta: dict, label_map: str) -> None:
+    """Refuse, before any image is decoded, a set none of whose labels the model knows."""
+    classes, malignant = model_truth(table["dx"], meta, label_map)
+    if (malignant if meta["task"] == "binary" else classes).isna().all():
+        names = meta["class_names"] if meta["task"] == "multiclass" else meta.get("data_classes", meta["class_names"])
+        raise DermcliError(f"the set shares no label with the model (its labels: {', '.join(sorted_labels(table['dx']))}; the model's: "
+                           f"{', '.join(names)}): map them with --label-map DATA=MODEL,...")
+
+
+def unknown_labels(table: pd.DataFrame, known: np.ndarray, malignant: pd.Series, meta: dict, log) -> dict:
+    """How many images of each label the model does not know; they leave the figures of its task, and the log says so."""
+    counts = table.loc[~known, "dx"].value_counts().sort_index()
+    if len(counts):
+        in_view = int((~known & malignant.notna().to_numpy()).sum()) if meta["task"] == "multiclass" else 0
+        log(f"{(~known).sum()} images have labels the model does not know ({', '.join(f'{k} {v}' for k, v in counts.items())}): "
+            f"left out of the {meta['task']} figures" + (f"; {in_view} of them are in the malignant view, {MALIGNANT_VIEW}/" if in_view else ""))
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def malignant_view(predictions: pd.DataFrame, malignant: pd.Series, score: np.ndarray) -> pd.DataFrame:
+    """A multi-class model's malignant score as a binary eval of images whose grouping is known."""
+    view = predictions[[c for c in predictions.columns if not c.startswith("p_")]].assign(label=malignant.map({0: "benign", 1: "malignant"}).to_numpy())
+    return view.assign(p_benign=np.round(1 - score, 6), p_malignant=np.round(score, 6)).reset_index(drop=True)
+
+
+def malignant_view_info(info: dict) -> dict:
+    return {**{k: v for k, v in info.items() if k != "unknown_labels"}, "task": "binary", "class_names": ["benign", "malignant"],
+            "malignant": ["malignant"], "temperature": 1.0, "split": f"{info['split']}, malignant view ({score_label(info)})"}
 
 
 def eval_info(meta: dict, distances: np.ndarray | None, threshold: float | None) -> dict:
     ood = {} if distances is None else {"ood_threshold": meta["ood_threshold"],
                                         "unusual_fraction": float(np.mean(distances > meta["ood_threshold"]))}
-    return {"model": meta["backend"], "task": meta["task"], "class_names": meta["class_names"],
+    return {"model": meta["backend"], "task": meta["task"], "class_names": meta["class_names"], "malignant": malignant_classes(meta),
+            **({"data_malignant": meta["data_malignant"]} if "data_malignant" in meta else {}),
             "threshold": meta["threshold"] if threshold is None else threshold,
             "threshold_source": "validation" if threshold is None else "--threshold", "temperature": meta["temperature"],
             "val_metrics": meta.get("val_metrics", {}), "config": meta.get("config", {}),

@@ -8,7 +8,7 @@ import pandas as pd
 
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import write_text
-from dermcli.core.labels import malignant_score, malignant_targets
+from dermcli.core.labels import has_binary_view, malignant_score, malignant_targets, score_label
 from dermcli.data.tables import read_csv
 from dermcli.evaluation import bootstrap
 from dermcli.evaluation.evaluate import EVAL_INFO, PREDICTIONS
@@ -25,6 +25,7 @@ from dermcli.evaluation.metrics import (
 )
 from dermcli.evaluation.plots import write_plots
 from dermcli.evaluation.subgroups import write_subgroups
+from dermcli.evaluation.tracking import log_eval
 from dermcli.models.outputs import probabilities
 
 BINARY_ROWS = [("Accuracy", "accuracy"), ("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("Precision", "precision"), ("Recall", "recall"),
@@ -70,9 +71,10 @@ def decisions(info: dict, predictions: pd.DataFrame) -> dict[str, np.ndarray]:
     y = y.astype(int)
     probs = predictions[[f"p_{c}" for c in names]].astype(float).to_numpy()
     multiclass = info["task"] == "multiclass"
-    score = malignant_score(probs, info["task"])
-    malignant_pred = (score >= info["threshold"]).astype(int)
-    return {"y": y, "probs": probs, "y_mal": malignant_targets(y, info["task"]), "score": score,
+    # a model without a benign/malignant view scores 0 for all: its binary figures come out undefined, and are not shown
+    score = malignant_score(probs, info) if has_binary_view(info) else np.zeros(len(y))
+    malignant_pred = (score >= (info["threshold"] if has_binary_view(info) else 0.5)).astype(int)
+    return {"y": y, "probs": probs, "y_mal": malignant_targets(y, info), "score": score,
             "malignant_pred": malignant_pred, "y_pred": probs.argmax(axis=1) if multiclass else malignant_pred}
 
 
@@ -81,7 +83,7 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     d = decisions(info, predictions)
     y, probs, y_mal, score, y_pred = d["y"], d["probs"], d["y_mal"], d["score"], d["y_pred"]
     multiclass = info["task"] == "multiclass"
-    binary = {**binary_summary(y_mal, score, info["threshold"]), "auc_above_80": auc_above_sensitivity(y_mal, score, 0.80)}
+    binary = {**binary_summary(y_mal, score, info["threshold"] if has_binary_view(info) else 0.5), "auc_above_80": auc_above_sensitivity(y_mal, score, 0.80)}
     result = {"info": {k: v for k, v in info.items() if k != "config"}, "binary": binary,
               "operating_points": operating_points(y_mal, score),
               "calibration": {"bins": 15, "ece_before": expected_calibration_error(y, untempered(probs, info["temperature"])),
@@ -99,6 +101,10 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     head = result.get("multiclass", binary)
     for key, values in figures.items():
         (head if key in CLASS_FIGURES else binary)[key] = float(values[0])
+    if not has_binary_view(info):  # no grouping: every benign/malignant figure is undefined, not made up from a zero score
+        result["binary"] = binary = {k: float("nan") for k in binary}
+        result["operating_points"] = []
+        figures = {k: (v if k in CLASS_FIGURES or k == "macro_auc" else v * np.nan) for k, v in figures.items()}
     result["intervals"] = {k: bootstrap.interval(v[1:]) for k, v in figures.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
     if "ood_score" in predictions.columns and "ood_threshold" in info:
@@ -128,10 +134,13 @@ def table_rows(r: dict) -> dict[str, list[tuple[str, str]]]:
     ci = r["intervals"]
     tables = {}
     if "multiclass" in r:
-        tables["7-class"] = [(label, fmt(r["multiclass"][key], ci.get(key))) for label, key in MULTICLASS_ROWS]
-        tables["7-class"] += [(f"ROC-AUC {c}", fmt(a)) for c, a in r["per_class_auc"].items()]
-        tables["7-class"] += [(f"AUC above 80% sensitivity {c} (ISIC)", fmt(a)) for c, a in r["per_class_auc_above_80"].items()]
-    title = "Malignant vs benign" + (" (p(mel)+p(bcc)+p(akiec))" if "multiclass" in r else "")
+        title = f"{len(r['per_class_auc'])}-class"
+        tables[title] = [(label, fmt(r["multiclass"][key], ci.get(key))) for label, key in MULTICLASS_ROWS]
+        tables[title] += [(f"ROC-AUC {c}", fmt(a)) for c, a in r["per_class_auc"].items()]
+        tables[title] += [(f"AUC above 80% sensitivity {c} (ISIC)", fmt(a)) for c, a in r["per_class_auc_above_80"].items()]
+    if not has_binary_view(r["info"]):
+        return tables
+    title = "Malignant vs benign" + (f" ({score_label(r['info'])})" if "multiclass" in r else "")
     # A 7-class model's intervals for accuracy etc. are of its 7-class figures; only these are of the binary view.
     shared = tuple(k for k in ci if k not in CLASS_FIGURES) if "multiclass" in r else tuple(ci)
     tables[f"{title} at threshold {r['binary']['threshold']:.4f}"] = [
@@ -176,20 +185,35 @@ def markdown(r: dict, info: dict) -> str:
     lines = [f"# {info['model']} ({info['task']}) on {info['data']} — split `{info['split']}`, {info['images']} images", "",
              f"95% intervals: bootstrap over {'lesions' if info['split'] != 'all' else 'lesion groups'}, "
              f"{r['intervals_info']['resamples']} resamples, seed {r['intervals_info']['seed']}." + overlap_sentence(info), ""]
+    if info.get("unknown_labels"):
+        lines += [unknown_labels_sentence(info), ""]
     for title, rows in table_rows(r).items():
         lines += [f"## {title}", "", "| Metric | Value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
-    lines += ["## Operating points (malignant vs benign, thresholds chosen on this set for reference)", "",
+    if has_binary_view(info):
+        lines += operating_points_section(r, info)
+    lines += ["## Calibration", "", f"Expected calibration error (15 bins): {r['calibration']['ece_before']:.4f} before, "
+              f"{r['calibration']['ece_after']:.4f} after temperature scaling (T = {r['calibration']['temperature']:.3f}, fitted on validation).", ""]
+    if "unusual" in r:
+        lines += ["## Unusual images", "", unusual_line(r["unusual"]), ""]
+    return "\n".join(lines)
+
+
+def unknown_labels_sentence(info: dict) -> str:
+    counts = info["unknown_labels"]
+    return (f"{sum(counts.values())} images with labels the model does not know ({', '.join(f'{k}: {v}' for k, v in counts.items())}) "
+            f"are left out of these figures" + ("; the malignant view of every image with a known grouping is in `malignant_view/`."
+                                                 if info["task"] == "multiclass" and has_binary_view(info) else "."))
+
+
+def operating_points_section(r: dict, info: dict) -> list[str]:
+    lines = ["## Operating points (malignant vs benign, thresholds chosen on this set for reference)", "",
               "| Target sensitivity | Threshold | Sensitivity | Specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {p['target_sensitivity']:.2f} | {p['threshold']:.4f} | " + " | ".join(num(p[k]) for k in OPERATING_POINT) + " |"
               for p in r["operating_points"]]
     b = r["binary"]
     lines += [f"| **{info['threshold_source']} threshold** | **{b['threshold']:.4f}** | "
-              + " | ".join(f"**{num(b[k])}**" for k in ("recall", "specificity", "precision", "npv", "f1")) + " |", "",
-              "## Calibration", "", f"Expected calibration error (15 bins): {r['calibration']['ece_before']:.4f} before, "
-              f"{r['calibration']['ece_after']:.4f} after temperature scaling (T = {r['calibration']['temperature']:.3f}, fitted on validation).", ""]
-    if "unusual" in r:
-        lines += ["## Unusual images", "", unusual_line(r["unusual"]), ""]
-    return "\n".join(lines)
+              + " | ".join(f"**{num(b[k])}**" for k in ("recall", "specificity", "precision", "npv", "f1")) + " |", ""]
+    return lines
 
 
 def unusual_line(u: dict) -> str:
@@ -212,4 +236,5 @@ def write_reports(folder: Path, plots: bool = True) -> dict:
     if plots:
         r["plots"] = write_plots(folder, info, r, probs=r["decisions"]["probs"])
     r["tables"] = table_rows(r)
+    log_eval(folder)  # into the run's TensorBoard folder and MLflow run, where it asked for them
     return r

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dermcli.core.files import write_text
+from dermcli.core.labels import has_binary_view
 from dermcli.data.tables import METADATA
 from dermcli.evaluation import bootstrap
 from dermcli.evaluation.formatting import fmt
@@ -75,13 +76,13 @@ def _cell(row, key: str) -> str:
 
 
 def markdown(table: pd.DataFrame, info: dict) -> str:
-    basis = "7-class" if info["task"] == "multiclass" else "malignant vs benign"
+    basis = f"{len(info['class_names'])}-class" if info["task"] == "multiclass" else "malignant vs benign"
     lines = [f"# Subgroups: {info['model']} ({info['task']}) on {info['data']} — split `{info['split']}`", "",
              f"Accuracy and balanced accuracy of the {basis} decisions; ROC-AUC of the malignant score; sensitivity and "
              f"specificity at the model's threshold ({info['threshold']:.4f}). 95% intervals: bootstrap over the group's lesions. "
              f"*Too small*: fewer than {MIN_IMAGES} images, or only 1–{MIN_CLASS - 1} malignant or benign ones — "
              "shown, but read with care. Undefined figures (—): ROC-AUC without both malignant and benign images, sensitivity "
-             f"without malignant ones, specificity without benign ones{'' if basis == '7-class' else ', balanced accuracy without both'}. "
+             f"without malignant ones, specificity without benign ones{'' if info['task'] == 'multiclass' else ', balanced accuracy without both'}. "
              "Age in bands of the recorded age.", ""]
     for attribute, rows in table.groupby("attribute", sort=False):
         lines += [f"## {attribute}", "", "| Group | Images | Lesions | Malignant | Accuracy | Balanced accuracy | ROC-AUC | Sensitivity | Specificity |",
@@ -95,8 +96,9 @@ def markdown(table: pd.DataFrame, info: dict) -> str:
 
 
 def write_subgroups(folder: Path, info: dict, predictions: pd.DataFrame, d: dict, overall_auc: float, plots: bool = True) -> pd.DataFrame | None:
-    """subgroups.csv, subgroups.md and subgroups.png in `folder`, if the eval carries any metadata."""
-    if not groupings(predictions):
+    """subgroups.csv, subgroups.md and subgroups.png in `folder`, if the eval carries any metadata and its model a
+    benign/malignant view (the figures are the malignant score's)."""
+    if not groupings(predictions) or not has_binary_view(info):
         return None
     table = subgroup_table(info, predictions, d)
     write_text(folder / "subgroups.csv", table.to_csv(index=False, float_format="%.6g"))

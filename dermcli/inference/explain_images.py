@@ -42,7 +42,7 @@ def target_index(target: str | None, meta: dict, prediction) -> tuple[int, str]:
     return names.index(target), target
 
 
-def figure(path: Path, image: np.ndarray, heat: np.ndarray, prediction, title: str, note: str) -> Path:
+def draw_figure(image: np.ndarray, heat: np.ndarray, prediction, title: str, note: str):
     from matplotlib import colormaps
 
     fig, (seen_ax, map_ax, bar_ax) = axes_figure(3, (13, 4.8), top=0.8, bottom=0.1, left=0.03, right=0.98, wspace=0.25)
@@ -63,7 +63,25 @@ def figure(path: Path, image: np.ndarray, heat: np.ndarray, prediction, title: s
     bar_ax.set_xlabel("probability (calibrated)")
     fig.suptitle(title, fontsize=11)
     fig.text(0.5, 0.02, DISCLAIMER, ha="center", fontsize=8, style="italic")
-    return save_png(fig, path)
+    return fig
+
+
+def explained_figure(runner: TorchRunner, image: np.ndarray, name: str, resampled: str | None, method: str = "gradcam",
+                     target: str | None = None, layer: str | None = None, tta: str = "none", prediction: Prediction | None = None):
+    """The figure of one decoded image named `name` (as the model saw it, the map over it, the probabilities) and
+    its explanations.csv row. `prediction`: the one already shown for the image, else the runner's."""
+    meta = runner.meta
+    prediction = prediction or to_predictions([name], predict_probabilities(runner, image[None], tta), meta, meta["threshold"],
+                                              resampled=[resampled])[0]
+    index, target_name = target_index(target, meta, prediction)
+    heat, explained, grid = view_averaged_map(runner.model, image, meta["preprocessing"], tta, method, index, layer)
+    count = len(tta_views(image[None], tta))  # numpy views of the image: nothing is copied
+    views = f"{count} views ({tta})" if count > 1 else "1 view"
+    score = f", malignant score {prediction.malignant_score:.3f}" if prediction.malignant_score is not None else ""
+    title = f"{meta['backend']}: {prediction.label} ({prediction.confidence:.1%}){score}, {views} — {Path(name).name}"
+    note = f"{method} for {target_name}, layer {explained} ({grid[0]}x{grid[1]} map" + (f", mean of the {count} views)" if count > 1 else ")")
+    row = {**prediction_row(prediction), "method": method, "target": target_name, "layer": explained, "views": views}
+    return draw_figure(image, heat, prediction, title, note), row
 
 
 def explain(inputs: list[str], out: Path, weights: Path | None = None, model: str | None = None, method: str = "gradcam",
@@ -89,21 +107,13 @@ def explain(inputs: list[str], out: Path, weights: Path | None = None, model: st
     resolution = input_resolution(meta, native_resolution, log, weights)
     written, rows, used = [], [], set()
     for path, image, note in readable(paths, meta["input_size"], resolution, problems, "explaining", track, log):
-        prediction = shown.get(str(path)) or to_predictions([path], predict_probabilities(runner, image[None], tta), meta,
-                                                             meta["threshold"], resampled=[note])[0]
-        index, name = target_index(target, meta, prediction)
-        heat, explained, grid = view_averaged_map(net, image, meta["preprocessing"], tta, method, index, layer)
-        count = len(tta_views(image[None], tta))  # numpy views of the image: nothing is copied
-        views = f"{count} views ({tta})" if count > 1 else "1 view"
-        title = (f"{meta['backend']}: {prediction.label} ({prediction.confidence:.1%}), malignant score {prediction.malignant_score:.3f}"
-                 f", {views} — {Path(path).name}")
-        note = f"{method} for {name}, layer {explained} ({grid[0]}x{grid[1]} map" + (f", mean of the {count} views)" if count > 1 else ")")
+        fig, row = explained_figure(runner, image, path, note, method, target, layer, tta, shown.get(str(path)))
         stem = f"{Path(path).stem}_{method}"
         while stem in used:  # same file name in two folders
             stem += "_"
         used.add(stem)
-        written.append(figure(out / f"{stem}.png", image, heat, prediction, title, note))
-        rows.append({**prediction_row(prediction), "method": method, "target": name, "layer": explained, "views": views})
+        written.append(save_png(fig, out / f"{stem}.png"))
+        rows.append(row)
     if rows:
         write_text(out / "explanations.csv", pd.DataFrame(rows).to_csv(index=False))
     return written, problems

@@ -42,7 +42,7 @@ def _matching_runner(path: Path, digest: str, **options) -> OnnxRunner | None:
     return runner if runner.meta.get("checkpoint_sha256") == digest else None
 
 
-def cached_onnx(weights: Path) -> OnnxRunner:
+def cached_onnx(weights: Path, log=lambda msg: None) -> OnnxRunner:
     """A runner on an .onnx known to match `weights`: this machine's optimised copy in the cache, else the
     file beside the weights or the cache's portable export (made once), saving an optimised copy."""
     import onnxruntime as ort
@@ -55,7 +55,8 @@ def cached_onnx(weights: Path) -> OnnxRunner:
         if candidate.is_file() and _matching_runner(candidate, digest):
             portable = candidate
             break
-    else:
+    else:  # a first run says what it is waiting for
+        log(f"preparing the ONNX model of {Path(weights).name} once (export, then a check against PyTorch; later runs reuse it)")
         portable = export_onnx(weights, folder / f"{digest}.onnx")
     try:
         return OnnxRunner(portable, save_optimized=optimized)
@@ -88,7 +89,7 @@ def load_runner(weights: Path, engine: str = "auto", log=lambda msg: None, devic
     if weights.is_dir() or not weights.is_file():
         return TorchRunner.load(weights)  # the checkpoint loader words the error
     try:
-        return cached_onnx(weights)
+        return cached_onnx(weights, log)
     except DermcliError:
         raise
     except Exception as e:

@@ -8,7 +8,7 @@ import numpy as np
 
 from dermcli import PROJECT_ROOT
 from dermcli.core.errors import DermcliError
-from dermcli.core.labels import malignant_score
+from dermcli.core.labels import malignant_score, score_label
 from dermcli.core.options import check
 from dermcli.data.images import IMAGE_SUFFIXES, ImageError, decode_rgb, image_sizes, reduced_size
 from dermcli.inference.loading import load_runner
@@ -28,15 +28,16 @@ class Prediction:
     label: str  # predicted class (7-class) or MALIGNANT/BENIGN (binary)
     confidence: float  # probability of `label`
     probabilities: dict[str, float]
-    malignant_score: float
-    threshold: float
+    malignant_score: float | None  # None: the model has no benign/malignant view (core.labels.has_binary_view)
+    threshold: float | None
     ood_score: float | None = None  # distance from the training images (models.unusual); None: the weights have no statistics
     ood_threshold: float | None = None
     resampled: str | None = None  # "resampled WxH -> wxh (...)" when brought down to the training images' resolution
+    score_label: str = ""  # what the malignant score sums, e.g. p(mel)+p(bcc)+p(akiec) (core.labels.score_label)
 
     @property
-    def malignant(self) -> bool:
-        return self.malignant_score >= self.threshold
+    def malignant(self) -> bool | None:
+        return None if self.malignant_score is None else self.malignant_score >= self.threshold
 
     @property
     def unusual(self) -> bool | None:
@@ -84,7 +85,8 @@ def collect_images(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
 def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: float, distances: np.ndarray | None = None,
                    resampled: list[str | None] | None = None) -> list[Prediction]:
     names, binary = meta["class_names"], meta["task"] == "binary"
-    scores = malignant_score(probs, meta["task"])
+    scores = malignant_score(probs, meta)
+    scores = [None] * len(paths) if scores is None else scores.tolist()
     ood = [(float(d), meta["ood_threshold"]) for d in distances] if distances is not None else [(None, None)] * len(paths)
     out = []
     for path, p, score, (distance, limit), note in zip(paths, probs, scores, ood, resampled or [None] * len(paths)):
@@ -92,15 +94,26 @@ def to_predictions(paths: list[Path], probs: np.ndarray, meta: dict, threshold: 
             label, confidence = ("MALIGNANT", score) if score >= threshold else ("BENIGN", 1 - score)
         else:
             label, confidence = names[int(p.argmax())], p.max()
-        out.append(Prediction(str(path), label, float(confidence), {n: float(v) for n, v in zip(names, p)}, float(score), float(threshold),
-                              distance, limit, note))
+        out.append(Prediction(str(path), label, float(confidence), {n: float(v) for n, v in zip(names, p)}, score,
+                              None if score is None else float(threshold), distance, limit, note, score_label(meta)))
     return out
+
+
+def prediction_record(p: Prediction) -> dict:
+    """A prediction as `predict --json` prints it (and `dermcli serve` answers it): every field, the verdict and the flag."""
+    return {**vars(p), "malignant": p.malignant, "unusual": p.unusual}
+
+
+def check_backend(meta: dict, model: str | None, weights: Path) -> None:
+    """Refuse weights of another backend than --model names."""
+    if model and meta["backend"] != expected_backend(model):
+        raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")
 
 
 def prediction_row(p: Prediction) -> dict:
     """A prediction as a CSV row: image, label, p_<class> for each class, malignant_score (6 decimals)."""
     return {"image": p.image, "label": p.label, **{f"p_{k}": round(v, 6) for k, v in p.probabilities.items()},
-            "malignant_score": round(p.malignant_score, 6)}
+            "malignant_score": None if p.malignant_score is None else round(p.malignant_score, 6)}
 
 
 def default_tta(tta: str | None, meta: dict) -> str:
@@ -163,8 +176,7 @@ def predict(inputs: list[str], weights: Path | None = None, model: str | None = 
     weights = Path(weights) if weights else default_weights(model)
     runner = load_runner(weights, engine, log, device)
     meta = runner.meta
-    if model and meta["backend"] != expected_backend(model):
-        raise DermcliError(f"{weights}: a {meta['backend']} checkpoint, not {model}")
+    check_backend(meta, model, weights)
     resolution = input_resolution(meta, native_resolution, log, weights)
     good, pixels, notes = [], [], []
     for path, image, note in readable(paths, meta["input_size"], resolution, problems, "reading images", track, log):

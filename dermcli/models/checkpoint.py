@@ -8,7 +8,7 @@ import torch
 from dermcli import __version__
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import atomic_path
-from dermcli.core.labels import class_names
+from dermcli.core.labels import CLASSES
 
 FORMAT = "dermcli-checkpoint"
 FORMAT_VERSION = 1
@@ -32,8 +32,9 @@ def torch_load(path: Path):
         raise DermcliError(f"{path}: not a readable PyTorch weights file (truncated or corrupt?)") from None
 
 
-def num_outputs(task: str) -> int:
-    return len(class_names(task)) if task == "multiclass" else 1
+def num_outputs(task: str, classes=CLASSES) -> int:
+    """A model's outputs: one logit per class, or the one of a binary model."""
+    return len(classes) if task == "multiclass" else 1
 
 
 def _storable_in_half(key: str, tensor: torch.Tensor) -> bool:

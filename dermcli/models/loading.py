@@ -13,7 +13,7 @@ from dermcli.models.unusual import FeatureDistance, ScoredModel
 
 def build_model(meta: dict, state_dict: dict | None = None, source: str = "checkpoint") -> torch.nn.Module:
     backend = get_backend(meta["backend"])
-    model = backend.build(num_outputs(meta["task"]), meta.get("model_options", {}))
+    model = backend.build(num_outputs(meta["task"], meta["class_names"]), meta.get("model_options", {}))
     if state_dict is not None:
         try:
             model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermcli.core.labels import malignant_score, malignant_targets
+from dermcli.core.labels import has_binary_view, malignant_score, malignant_targets
 from dermcli.evaluation.metrics import fit_temperature, temperature_note, threshold_for_sensitivity
 from dermcli.models.checkpoint import num_outputs, read_checkpoint, save_checkpoint
 from dermcli.models.outputs import probabilities
@@ -22,7 +22,7 @@ def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log,
     statistics on `train_set` (unaugmented training inputs, targets) with their threshold on validation;
     store them in best.pt."""
     best = read_checkpoint(best_path)
-    model = get_backend(cfg.model).build(num_outputs(cfg.task), cfg.model_options())
+    model = get_backend(cfg.model).build(num_outputs(cfg.task, best["meta"]["class_names"]), cfg.model_options())
     model.load_state_dict(best["state_dict"])
     _, trainable = get_backend(cfg.model).split_frozen(model, cfg.freeze)
     ood, logits, distances = fit_statistics(trainable, train_set, val_in)
@@ -31,11 +31,15 @@ def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log,
     if note := temperature_note(temperature):
         log(note)
     probs = probabilities(logits, temperature)
-    threshold = threshold_for_sensitivity(malignant_targets(y_val, cfg.task), malignant_score(probs, cfg.task), cfg.target_sensitivity)
+    meta = best["meta"]
+    # no benign/malignant view (classes outside the known-names table, no --malignant): no threshold to tune
+    threshold = (threshold_for_sensitivity(malignant_targets(y_val, meta), malignant_score(probs, meta), cfg.target_sensitivity)
+                 if has_binary_view(meta) else None)
     meta = {**best["meta"], "temperature": temperature, "threshold": threshold,
             "ood_threshold": ood_threshold, "ood_pass_rate": OOD_PASS_RATE,
             "val_metrics": validation_metrics(y_val, logits, cfg.task, temperature)}
     save_checkpoint(best_path, model, meta, ood=ood)
-    log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f} "
+    chosen = f"threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f}" if threshold is not None else "no malignant threshold"
+    log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, {chosen} "
         f"on val; unusual-image distance above {ood_threshold:.2f} ({OOD_PASS_RATE:.0%} of val below)")
     return best_path

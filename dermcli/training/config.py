@@ -22,7 +22,18 @@ def option(default, help: str):
 
 @dataclass
 class TrainConfig:
-    data: str = option("", "HAM10000 folder, ISIC ground-truth CSV or class-folder tree.")
+    data: str = option("", "The data set: a HAM10000, ISIC 2018/2019/2020 or PAD-UFES-20 folder (or its CSV), a class-folder tree, "
+                           "or any CSV with --image-column and --label-column; see docs/data.md.")
+    format: str = option("", "The data's layout when not detected: ham10000, isic, isic2020, pad-ufes-20, folders or csv.")
+    images: str = option("", "The images' folder, when they are not below the data's CSV.")
+    image_column: str = option("", "Generic CSV: the column naming each image (a file name or id below the CSV's folder or --images).")
+    label_column: str = option("", "Generic CSV (or ISIC 2020, e.g. diagnosis): the column holding each image's label.")
+    group_column: str = option("", "Generic CSV: the lesion or patient id column; images sharing one never straddle splits.")
+    classes: str = option("", "Keep only these labels (NAME,NAME,...); another label is an error unless --drop-other.")
+    merge: str = option("", "Merge labels into one class: NEW=LABEL,LABEL (several separated by ';'), e.g. 'keratosis=bkl,SEK'.")
+    drop_other: bool = option(False, "With --classes: leave out images of other labels (the log says how many) instead of refusing.")
+    malignant: str = option("", "The malignant classes (NAME,...) of the benign/malignant view; default: from the table of known "
+                                "labels (mel, bcc, scc, akiec/AK/ACK malignant), none when a label is in neither table.")
     out: str = option("", "Run folder for best.pt, last.pt, split.csv, history.csv, config.json.")
     model: str = option("cnn", "cnn (28x28, 7-class), resnet50 (the binary card's), any torchvision classification model by name, "
                                "or timm/NAME; see `dermcli models`.")
@@ -32,11 +43,14 @@ class TrainConfig:
     lr: float = option(1e-3, "AdamW learning rate.")
     weight_decay: float = option(1e-4, "AdamW weight decay.")
     scheduler: str = option("plateau", "plateau (ReduceLROnPlateau on the val metric) or cosine.")
+    lr_warmup: int = option(0, "With --scheduler cosine: epochs of linear learning-rate warm-up before the cosine decay.")
     patience: int = option(7, "Early stopping: epochs without val improvement.")
     label_smoothing: float = option(0.0, "Label smoothing of the loss.")
     ema: float = option(0.0, "Validate and keep a moving average of the weights with this decay (e.g. 0.999); 0 = off.")
     class_weights: str = option("balanced", "Imbalance handling in the loss: none, sqrt or balanced.")
     augment: str = option("dihedral", "Train-time augmentation: dihedral (flips + 90-degree turns), flips, or none; plus colour jitter.")
+    crop_scale: float = option(1.0, "Random resized crops in training: each image is a crop of at least this share of its area "
+                                     "(aspect 3:4 to 4:3), scaled back to the input size; 1 = whole images.")
     seed: int = option(42, "Seed for initialisation, shuffling and augmentation.")
     split_seed: int = option(42, "Seed of the lesion-level 70/15/15 split.")
     split_file: str = option("", "Reuse this split.csv instead of making one.")
@@ -61,6 +75,8 @@ class TrainConfig:
                               "the same view of each image.")
     distill_weight: float | None = option(None, "Share of the teacher's term in the loss (with --teacher; 0.5 if not given).")
     distill_temperature: float | None = option(None, "Softening temperature of teacher and student (with --teacher; 2 if not given).")
+    tensorboard: bool = option(True, "Write TensorBoard event files to OUT/tb (where tensorboard is installed: the track extra).")
+    mlflow: str = option("", "Also log to MLflow: local (a file store in ./mlruns) or a tracking URI (e.g. http://localhost:5000).")
 
     def resolved(self) -> "TrainConfig":
         """Fill backend defaults and check every choice, raising DermcliError on the first bad one."""
@@ -119,6 +135,12 @@ class TrainConfig:
             cfg.distill_temperature = 2.0 if cfg.distill_temperature is None else cfg.distill_temperature
         elif (cfg.distill_weight, cfg.distill_temperature) != (None, None):
             raise DermcliError("--distill-weight and --distill-temperature need --teacher")
+        if cfg.crop_scale < 1 and (cfg.freeze != "none" or cfg.warmup_epochs or cfg.teacher):
+            raise DermcliError("--crop-scale crops images as they train: it needs --freeze none (cached features are of whole "
+                               "images) and no --warmup-epochs or --teacher (its targets are of whole views)")
+        if cfg.lr_warmup and (cfg.scheduler != "cosine" or cfg.warmup_epochs or cfg.lr_warmup >= cfg.epochs):
+            raise DermcliError(f"--lr-warmup {cfg.lr_warmup} needs --scheduler cosine, no --warmup-epochs, and fewer epochs than --epochs {cfg.epochs}")
+        check_mlflow(cfg.mlflow)
         if cfg.fp16_frozen and cfg.freeze == "none":
             raise DermcliError("--fp16-frozen rounds the frozen layers, but --freeze none freezes nothing")
         for f in fields(cfg):
@@ -139,6 +161,18 @@ class TrainConfig:
         if not data.get("teacher"):
             data = {**data, "distill_weight": None, "distill_temperature": None}
         return cls(**data)
+
+
+def check_mlflow(asked: str) -> None:
+    """--mlflow: `local` or a URI, with MLflow installed; checked before the run folder is written."""
+    from importlib.util import find_spec
+
+    from dermcli.runtime.tracking import LOCAL_STORE  # here, not above, as in resolved()
+
+    if asked and asked != LOCAL_STORE and ":" not in asked:
+        raise DermcliError(f"--mlflow {asked!r}: give local (a file store in ./mlruns) or a tracking URI such as http://localhost:5000")
+    if asked and find_spec("mlflow") is None:
+        raise DermcliError("--mlflow needs MLflow: pip install mlflow-skinny (dermcli's track extra)")
 
 
 def read_config_file(path: Path) -> dict:

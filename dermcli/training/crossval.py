@@ -16,13 +16,16 @@ import pandas as pd
 
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import ensure_writable_dir, write_text
-from dermcli.data.dataset import load_dataset
+from dermcli.data.dataset import Source
+from dermcli.data.label_set import chosen_table
 from dermcli.data.split import fold_splits, save_split
 from dermcli.evaluation.evaluate import EVAL_INFO, PREDICTIONS, evaluate
 from dermcli.evaluation.report import write_reports
+from dermcli.evaluation.runs import figure
 from dermcli.runtime.distributed import environment
 from dermcli.training import run  # as a module, so that tests can replace run.train
 from dermcli.training.config import TrainConfig
+from dermcli.training.tracking import log_cross_validation
 
 CV_FILE = "cv.json"
 SUMMARY_ROWS = [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro F1"),
@@ -53,7 +56,7 @@ def train_folds(cfg: TrainConfig, folds: int | None, resume: bool = False, overw
     if cfg.split_file:
         raise DermcliError("--folds makes its own splits around the plain run's test split; drop --split-file")
     write_text(out / CV_FILE, json.dumps({"folds": folds, "config": asdict(cfg)}, indent=2) + "\n")
-    table = load_dataset(Path(cfg.data))
+    table = chosen_table(asdict(cfg))
     for k, split in enumerate(fold_splits(table, folds, cfg.split_seed), 1):
         fold = out / f"fold_{k}"
         if (fold / "val_eval" / "metrics.json").is_file():
@@ -66,15 +69,17 @@ def train_folds(cfg: TrainConfig, folds: int | None, resume: bool = False, overw
             save_split(split, fold / "split.csv")
         run.train(replace(cfg, out=str(fold), split_file=str(fold / "split.csv")), resume=half_done, overwrite=True, track=track, log=log,
                   device=device)
-        evaluate(fold / "best.pt", Path(cfg.data), fold / "val_eval", split="val", split_file=fold / "split.csv", track=track, log=log, device=device)
+        evaluate(fold / "best.pt", Source.of_config(asdict(cfg)), fold / "val_eval", split="val", split_file=fold / "split.csv", track=track, log=log, device=device)
         write_reports(fold / "val_eval", plots=False)
-    return summarise(out, folds)
+    summary = summarise(out, folds)
+    log_cross_validation(cfg, out, resume, log)
+    return summary
 
 
 def summarise(out: Path, folds: int) -> Path:
     """cv_summary.json/md from each fold's val_eval, and RUN/oof with the out-of-fold predictions' report."""
     per_fold = [json.loads((out / f"fold_{k}" / "val_eval" / "metrics.json").read_text()) for k in range(1, folds + 1)]
-    figures = {key: [_figure(m, key) for m in per_fold] for key, _ in SUMMARY_ROWS}
+    figures = {key: [figure(m, key) for m in per_fold] for key, _ in SUMMARY_ROWS}
     figures = {k: v for k, v in figures.items() if not all(np.isnan(v))}
     summary = {"folds": folds, "per_fold": figures,
                "mean": {k: float(np.nanmean(v)) for k, v in figures.items()}, "sd": {k: float(np.nanstd(v, ddof=1)) for k, v in figures.items()}}
@@ -92,17 +97,6 @@ def summarise(out: Path, folds: int) -> Path:
     return out / "cv_summary.md"
 
 
-def _figure(metrics: dict, key: str) -> float:
-    """One figure of a fold's metrics.json; NaN where it is undefined (written there as null)."""
-    if key in ("sensitivity", "specificity"):
-        value = metrics["binary"]["recall" if key == "sensitivity" else "specificity"]
-    elif key in ("roc_auc", "pr_auc"):
-        value = metrics["binary"][key]
-    else:
-        value = metrics.get("multiclass", metrics["binary"]).get(key)
-    return float("nan") if value is None else float(value)
-
-
 def write_out_of_fold(out: Path, folds: int) -> None:
     """RUN/oof: every non-test image's prediction by the model that did not train on it, and its reports.
 
@@ -114,7 +108,7 @@ def write_out_of_fold(out: Path, folds: int) -> None:
                              for k in range(1, folds + 1)], ignore_index=True)
     oof = ensure_writable_dir(out / "oof")
     info = {**infos[0], "split": f"out-of-fold ({folds} folds)", "images": len(predictions), "weights": str(out / "fold_*" / "best.pt"),
-            "threshold": float(np.mean([i["threshold"] for i in infos])), "threshold_source": "mean of the folds' validation",
+            "threshold": None if any(i["threshold"] is None for i in infos) else float(np.mean([i["threshold"] for i in infos])), "threshold_source": "mean of the folds' validation",
             "temperature": 1.0, "run_dir": str(out / "fold_1")}
     write_text(oof / PREDICTIONS, predictions.to_csv(index=False))
     write_text(oof / EVAL_INFO, json.dumps(info, indent=2) + "\n")

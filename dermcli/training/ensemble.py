@@ -12,10 +12,10 @@ import numpy as np
 
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import ensure_writable_file
-from dermcli.core.labels import malignant_score, malignant_targets, task_targets
+from dermcli.core.labels import has_binary_view, malignant_classes, malignant_score, malignant_targets, model_targets
 from dermcli.core.options import check
 from dermcli.data.cache import cached_images
-from dermcli.data.dataset import load_dataset
+from dermcli.data.label_set import chosen_table
 from dermcli.data.split import load_split, save_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.evaluation.metrics import fit_temperature, temperature_note, threshold_for_sensitivity
@@ -26,9 +26,13 @@ from dermcli.models.ensemble import Ensemble
 from dermcli.models.loading import build_model
 from dermcli.models.outputs import probabilities
 from dermcli.training.objectives import validation_metrics
+from dermcli.training.unusual import add_statistics
 
 SHARED = ("task", "class_names", "input_size", "preprocessing")
-RECORDED = ("training_resolution",)  # of the shared split's training images; members trained before it lack it
+# training_resolution: of the shared split's training images; the label set's grouping (members trained before either lack it)
+RECORDED = ("training_resolution", "malignant", "data_classes", "data_malignant")
+# how the members read their data and chose its labels: the ensemble reads it the same way (its statistics, its evals)
+DATA_OPTIONS = ("format", "images", "image_column", "label_column", "group_column", "classes", "merge", "drop_other", "malignant")
 MEMBER_KEYS = ("backend", "task", "class_names", "input_size", "preprocessing", "model_options", "temperature", "threshold")
 
 
@@ -37,6 +41,8 @@ def check_members(weights: list[Path], metas: list[dict], splits: list) -> None:
         for key in SHARED:
             if meta[key] != metas[0][key]:
                 raise DermcliError(f"{path}: {key} {meta[key]!r}, not {metas[0][key]!r} as in {weights[0]}: an ensemble needs one")
+        if malignant_classes(meta) != malignant_classes(metas[0]):
+            raise DermcliError(f"{path}: malignant classes {malignant_classes(meta)}, not {malignant_classes(metas[0])} as in {weights[0]}")
         mine, theirs = dict(zip(split["image_id"], split["split"])), dict(zip(splits[0]["image_id"], splits[0]["split"]))
         differs = next((i for i in sorted(set(mine) | set(theirs)) if mine.get(i) != theirs.get(i)), None)
         if differs is not None:
@@ -64,23 +70,28 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
     model = Ensemble([build_model(m, c["state_dict"], str(w)) for w, m, c in zip(weights, metas, checkpoints)],
                      [m["temperature"] for m in metas]).eval()
 
-    val = select(load_dataset(Path(data)), splits[0], "val")
-    y = np.array(task_targets(val["dx"], first["task"]))
+    val = select(chosen_table({**first.get("config", {}), "data": str(data)}), splits[0], "val")
+    y = np.array(model_targets(val["dx"], first))
     pixels, runner = cached_images(val["path"].tolist(), first["input_size"], track), TorchRunner(model, first)
     views = [runner.logits(np.ascontiguousarray(v), track=track) for v in tta_views(pixels, tta)]
     temperature = fit_temperature(views, y)
     if note := temperature_note(temperature):
         log(note)
     probs = np.mean([probabilities(v, temperature) for v in views], axis=0)
-    threshold = threshold_for_sensitivity(malignant_targets(y, first["task"]), malignant_score(probs, first["task"]), target_sensitivity)
+    threshold = (threshold_for_sensitivity(malignant_targets(y, first), malignant_score(probs, first), target_sensitivity)
+                 if has_binary_view(first) else None)
     val_metrics = validation_metrics(y, np.log(np.clip(probs, 1e-12, 1)), first["task"])  # log-probabilities: logits of probs
     meta = {**{k: first[k] for k in SHARED}, **{k: first[k] for k in RECORDED if k in first}, "backend": "ensemble",
             "model_options": {"members": members}, "threshold": threshold, "temperature": temperature, "tta": tta,
             "val_metrics": val_metrics, "split_seed": first.get("split_seed"),
             "members": [{"weights": str(w), "backend": m["backend"], "val_metrics": m.get("val_metrics", {})} for w, m in zip(weights, metas)],
-            "config": {"members": [str(w) for w in weights], "data": str(data), "target_sensitivity": target_sensitivity, "tta": tta}}
+            "config": {**{k: v for k, v in first.get("config", {}).items() if k in DATA_OPTIONS}, "members": [str(w) for w in weights],
+                       "data": str(data), "target_sensitivity": target_sensitivity, "tta": tta}}
     save_checkpoint(out, model, meta)
     save_split(splits[0], out.with_suffix("") / "split.csv")
+    # its own unusual-image statistics (of its last member's features), so its predictions carry the warning too
+    ood = add_statistics(out, Path(data), out.with_suffix("") / "split.csv", track)
+    log(f"unusual-image distance above {ood['ood_threshold']:.2f} ({ood['ood_pass_rate']:.0%} of val below)")
     log(f"ensemble of {len(weights)} on {len(val)} validation images: " + ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items())
-        + f"; temperature {temperature:.3f}, threshold {threshold:.4f} for sensitivity {target_sensitivity:.2f}")
+        + f"; temperature {temperature:.3f}" + (f", threshold {threshold:.4f} for sensitivity {target_sensitivity:.2f}" if threshold is not None else ""))
     return out

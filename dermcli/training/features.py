@@ -73,5 +73,6 @@ def trainable_inputs(cfg: TrainConfig, freeze: str, frozen, paths: list[str], tr
         on_device = device if device is not None and device.type != "cpu" else None  # the numpy path is the faster one on a CPU
         if training and cfg.teacher:
             return ViewRecordingBatches(images, cfg.preprocessing, cfg.augment, on_device, views=geometric_views(cfg.augment))
-        return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none", on_device)
+        return ImageBatches(images, cfg.preprocessing, cfg.augment if training else "none", on_device,
+                            crop_scale=cfg.crop_scale if training else 1.0)
     return frozen_features(frozen, images, cfg.preprocessing, flips=training and cfg.augment != "none", track=track)

@@ -2,7 +2,7 @@
 folder, and the model from its starting weights or the resumed state."""
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +11,8 @@ import torch
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import ensure_writable_dir
 from dermcli.core.labels import class_names
+from dermcli.data.formats.isic import NOT_A_CLASS
+from dermcli.data.label_set import LabelSet, chosen_table, is_binary_set, label_set
 from dermcli.data.split import load_split, make_split, save_split
 from dermcli.models.checkpoint import num_outputs, read_checkpoint, round_to_half
 from dermcli.models.registry import get_backend
@@ -57,6 +59,23 @@ class Job:
     out: Path
     track: object
     log: object
+    table: pd.DataFrame  # the data set, its labels chosen (--merge, --classes)
+    labels: LabelSet
+
+
+def labelled_data(cfg: TrainConfig, asked_task: str, log) -> tuple[TrainConfig, pd.DataFrame, LabelSet]:
+    """The data set with its labels chosen, its label set, and the config's task for it: a set whose labels are
+    benign and malignant trains the binary task unless --task says otherwise."""
+    table = chosen_table(asdict(cfg), log)
+    if not_classes := sorted(set(table["dx"]) & set(NOT_A_CLASS)):
+        raise DermcliError(f"{', '.join(not_classes)} is not a class to learn: leave its images out with --classes ... --drop-other")
+    labels = label_set(table, cfg.malignant, log)
+    if not asked_task and cfg.task == "multiclass" and is_binary_set(labels):
+        log("the data's labels are benign and malignant: training the binary task")
+        cfg = replace(cfg, task="binary")
+    if cfg.task == "binary" and labels.malignant is None:
+        raise DermcliError("--task binary needs the benign/malignant grouping of the classes: give --malignant NAME,...")
+    return cfg, table, labels
 
 
 def start_job(cfg: TrainConfig, resume: bool, overwrite: bool, resume_epochs: int | None, track, log, device: str) -> Job:
@@ -65,7 +84,8 @@ def start_job(cfg: TrainConfig, resume: bool, overwrite: bool, resume_epochs: in
     if resume:
         state = read_checkpoint(Path(cfg.out) / "last.pt")
         cfg = TrainConfig.from_dict({**state["meta"]["config"], "out": cfg.out, **({"epochs": resume_epochs} if resume_epochs is not None else {})})
-    cfg = cfg.resolved()
+    asked_task, cfg = cfg.task, cfg.resolved()
+    cfg, table, labels = labelled_data(cfg, asked_task, log)
     where = torch.device(resolve_device(device))
     amp = resume_amp(cfg.amp, where, log) if state else resolve_amp(cfg.amp, where)  # cfg keeps what was asked
     if cfg.sync_bn and where.type != "cuda":
@@ -76,7 +96,7 @@ def start_job(cfg: TrainConfig, resume: bool, overwrite: bool, resume_epochs: in
                            "resume with the same number (torchrun --nproc-per-node), so the global batch stays the same")
     track, log = world.quiet(track, log)
     out = prepare_run(cfg, resume, overwrite) if world.main else Path(cfg.out)
-    return Job(cfg, state, where, amp, world, out, track, log)
+    return Job(cfg, state, where, amp, world, out, track, log, table, labels)
 
 
 def resume_amp(asked: str, where, log) -> str:
@@ -96,11 +116,11 @@ def build_model(job: Job):
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic)
     backend = get_backend(cfg.model)
-    model = backend.build(num_outputs(cfg.task), cfg.model_options())
+    model = backend.build(num_outputs(cfg.task, job.labels.classes), cfg.model_options())
     if job.state is None:  # before anything is written: a model that cannot start leaves no half-made run behind
         backend.initialise(model, {**cfg.model_options(), "preprocessing": cfg.preprocessing}, job.log)  # --init layouts check it
         if cfg.teacher:
-            check_teacher(Path(cfg.teacher), list(class_names(cfg.task)))
+            check_teacher(Path(cfg.teacher), list(class_names(cfg.task, job.labels.classes)))
     else:
         model.load_state_dict(job.state["state_dict"])
     model.to(job.where, memory_format=torch.channels_last)

@@ -48,5 +48,20 @@ def validation_logits(model, val_in, precision: Precision, world: World) -> np.n
 
 def make_scheduler(cfg: TrainConfig, optimizer, epochs: int):
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs - cfg.lr_warmup, 1))
+        if not cfg.lr_warmup:
+            return cosine
+        # epoch k of the warm-up (1-based) runs at lr * k / (warm-up + 1), then the cosine starts from lr
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / (cfg.lr_warmup + 1), total_iters=cfg.lr_warmup)
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[cfg.lr_warmup])
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+
+
+def load_scheduler_state(scheduler, state: dict) -> None:
+    """A resumed run's scheduler state, its cosine kept at this run's total of epochs: a resume that changes
+    --epochs anneals to the new end (the stored T_max would make the rate climb again past the old one)."""
+    cosines = [s for s in getattr(scheduler, "_schedulers", [scheduler]) if isinstance(s, torch.optim.lr_scheduler.CosineAnnealingLR)]
+    totals = [c.T_max for c in cosines]
+    scheduler.load_state_dict(state)
+    for cosine, total in zip(cosines, totals):
+        cosine.T_max = total

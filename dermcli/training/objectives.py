@@ -47,9 +47,9 @@ class BinaryCrossEntropy:
         return summed / len(batch)
 
 
-def loss_function(cfg: TrainConfig, y_train: np.ndarray, device: torch.device | str = "cpu"):
-    """The task's loss, called as loss(logits, labels of these rows, labels of the whole global batch)."""
-    counts = np.bincount(y_train, minlength=2 if cfg.task == "binary" else 7).astype(np.float64)
+def loss_function(cfg: TrainConfig, y_train: np.ndarray, device: torch.device | str = "cpu", classes: int = 7):
+    """The task's loss for `classes` classes, called as loss(logits, labels of these rows, labels of the whole global batch)."""
+    counts = np.bincount(y_train, minlength=2 if cfg.task == "binary" else classes).astype(np.float64)
     power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[cfg.class_weights]
     if cfg.task == "binary":
         # pos_weight = negatives / positives (about 4.1 on HAM10000), to the chosen power.

@@ -13,22 +13,23 @@ import torch
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import write_text
 from dermcli.core.labels import class_names, task_targets
-from dermcli.data.dataset import load_dataset
 from dermcli.data.images import training_resolution
 from dermcli.data.overlap import record_digests
 from dermcli.data.split import GROUPLESS_WARNING, has_group_ids, select
 from dermcli.models.checkpoint import save_checkpoint
 from dermcli.models.registry import get_backend
 from dermcli.runtime.devices import NonFiniteLoss, Precision
+from dermcli.runtime.tracking import Tracking
 from dermcli.training.calibrate import calibrate
 from dermcli.training.config import TrainConfig
 from dermcli.training.distill import DistillationLoss, teacher_logits
 from dermcli.training.ema import WeightAverage
 from dermcli.training.features import trainable_inputs
 from dermcli.training.job import Interrupted, Job, build_model, run_split, start_job
-from dermcli.training.loop import train_one_epoch, validation_logits
+from dermcli.training.loop import load_scheduler_state, train_one_epoch, validation_logits
 from dermcli.training.objectives import loss_function, validation_metrics
 from dermcli.training.stages import build_stage, stage_number
+from dermcli.training.tracking import epoch_figures, log_trained, open_run
 
 
 @dataclass
@@ -82,11 +83,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
     model, parts = build_model(job)
     data = load_data(job, resume)
     fit = prepare_fit(job, data, model, parts)
+    tracking = open_run(job.cfg, job.out, resume, job.world.main, job.log)
     calibrating = False
     try:
-        fit_epochs(job, data, fit)
+        fit_epochs(job, data, fit, tracking)
         calibrating = True
-        return calibrate_run(job, data, fit)
+        best = calibrate_run(job, data, fit)
+        log_trained(tracking, best)
+        return best
     except KeyboardInterrupt:
         moment = "while calibrating" if calibrating else f"in epoch {fit.epoch}"
         raise Interrupted(f"interrupted {moment}; last.pt holds the last finished epoch: resume with `dermcli train --resume {job.out}`") from None
@@ -94,12 +98,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, resum
         kept = f"last.pt holds epoch {fit.epoch - 1}, the last good one" if fit.epoch > 1 else "no epoch had finished"
         raise DermcliError(f"the loss became NaN or infinite in epoch {fit.epoch}: stopped; {kept} "
                            f"(try a lower --lr{', or --amp none' if job.amp != 'none' else ''})") from None
+    finally:
+        tracking.close()
 
 
 def load_data(job: Job, resume: bool) -> Data:
     """The data set, the run's split (checked against the data's lesion ids) and the targets of its train and val images."""
-    cfg, log = job.cfg, job.log
-    table = load_dataset(Path(cfg.data))
+    cfg, log, table = job.cfg, job.log, job.table
     with job.world.main_first():
         split = run_split(cfg, table, job.out, resume, job.world)
     source = cfg.split_file if cfg.split_file and not resume else str(job.out / "split.csv")
@@ -107,12 +112,17 @@ def load_data(job: Job, resume: bool) -> Data:
     log(f"split (lesion-level, seed {cfg.split_seed}): " + ", ".join(f"{s} {n}" for s, n in split["split"].value_counts().items()))
     if not has_group_ids(table):
         log(GROUPLESS_WARNING.format(data=cfg.data))
-    return Data(split, rows, *(np.array(task_targets(r["dx"], cfg.task)) for r in rows))
+    classes, malignant = job.labels.classes, job.labels.malignant or ()
+    return Data(split, rows, *(np.array(task_targets(r["dx"], cfg.task, classes, malignant)) for r in rows))
 
 
 def checkpoint_meta(job: Job, data: Data) -> dict:
     cfg = job.cfg
-    return {"backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task)), "input_size": cfg.input_size,
+    labels = job.labels
+    return {"backend": cfg.model, "task": cfg.task, "class_names": list(class_names(cfg.task, labels.classes)),
+            # the benign/malignant view: the malignant classes (None: none), and for a binary model its data's classes
+            "malignant": ["malignant"] if cfg.task == "binary" else None if labels.malignant is None else list(labels.malignant),
+            "data_classes": list(labels.classes), "data_malignant": list(labels.malignant or ()), "input_size": cfg.input_size,
             "preprocessing": cfg.preprocessing, "model_options": cfg.model_options(), "threshold": 0.5, "temperature": 1.0,
             "config": asdict(cfg), "split_seed": cfg.split_seed, "amp": job.amp,
             "training_resolution": training_resolution(data.paths[0])}  # what predict, eval and explain bring larger inputs down to
@@ -129,10 +139,10 @@ def prepare_fit(job: Job, data: Data, model, parts) -> Fit:
         record_digests(job.out / "split.csv", data.split, list(data.rows), cfg.input_size, track)
         write_text(job.out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     average = WeightAverage(model, lambda m: get_backend(cfg.model).split_frozen(m, cfg.freeze)[1], cfg.ema) if cfg.ema else None
-    loss_fn, y_train = loss_function(cfg, data.y_train, job.where), torch.from_numpy(data.y_train)
+    loss_fn, y_train = loss_function(cfg, data.y_train, job.where, len(job.labels.classes)), torch.from_numpy(data.y_train)
     if cfg.teacher:  # the loss then takes row indices, and finds labels and teacher logits by them
         with world.main_first():
-            teacher = teacher_logits(Path(cfg.teacher), data.paths[0], cfg.augment, list(class_names(cfg.task)), track, job.log)
+            teacher = teacher_logits(Path(cfg.teacher), data.paths[0], cfg.augment, list(class_names(cfg.task, job.labels.classes)), track, job.log)
         loss_fn = DistillationLoss(loss_fn, y_train, teacher, stage.train_in, cfg.distill_weight, cfg.distill_temperature)
         y_train = torch.arange(len(data.y_train))
     fit = Fit(model, parts, stage, np.random.default_rng(cfg.seed), average, {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}, [],
@@ -146,7 +156,7 @@ def restore(fit: Fit, ts: dict, where: torch.device) -> None:
     """A resumed run's optimiser, scheduler, generators, early stopping, history and weight average."""
     if ts.get("stage", 1) == fit.stage.number:  # a run stopped at the end of the warm-up starts its second stage afresh
         fit.stage.optimizer.load_state_dict(ts["optimizer"])
-        fit.stage.scheduler.load_state_dict(ts["scheduler"])
+        load_scheduler_state(fit.stage.scheduler, ts["scheduler"])
     fit.rng.bit_generator.state = ts["numpy_rng"]
     torch.set_rng_state(ts["torch_rng"])
     if where.type == "cuda" and "cuda_rng" in ts:
@@ -157,7 +167,7 @@ def restore(fit: Fit, ts: dict, where: torch.device) -> None:
         fit.average.steps = ts["ema"]["steps"]
 
 
-def fit_epochs(job: Job, data: Data, fit: Fit) -> None:
+def fit_epochs(job: Job, data: Data, fit: Fit, tracking: Tracking) -> None:
     """Epochs from fit.start_epoch until --epochs or early stopping; each one's files written as it ends."""
     cfg, track = job.cfg, job.track
     epochs = range(fit.start_epoch, cfg.epochs + 1)
@@ -182,6 +192,7 @@ def fit_epochs(job: Job, data: Data, fit: Fit) -> None:
                         "bad_epochs": 0 if improved else fit.stopping["bad_epochs"] + 1}
         if job.world.main:
             save_epoch(job, fit, val, improved)
+        tracking.log_epoch(fit.epoch, epoch_figures(fit.history[-1], len(data.y_train)))
         job.log(f"epoch {fit.epoch}: train loss {train_loss:.4f}, " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()) + (" *" if improved else ""))
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from dermcli.core.labels import task_targets
-from dermcli.data.dataset import load_dataset
+from dermcli.core.labels import model_targets
+from dermcli.data.label_set import chosen_table
 from dermcli.data.split import load_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.inference.forward import predict_outputs
@@ -43,12 +43,12 @@ def add_statistics(weights: Path, data: Path, split_file: Path | None = None, tr
     cfg = TrainConfig.from_dict({"data": str(data), "out": "", **meta["config"],  # an ensemble's config has no run folder
                                  "teacher": "", "input_size": meta["input_size"], "preprocessing": meta["preprocessing"]})
     frozen, trainable = get_backend(meta["backend"]).split_frozen(build_model(meta, payload["state_dict"], str(weights)).eval(), cfg.freeze)
-    table, split = load_dataset(Path(data)), load_split(resolve_split_file(weights, split_file))
+    table, split = chosen_table({**meta["config"], "data": str(data)}), load_split(resolve_split_file(weights, split_file))
     inputs = {}
     for part in ("train", "val"):
         rows = select(table, split, part)
         inputs[part] = (trainable_inputs(cfg, cfg.freeze, frozen, rows["path"].tolist(), False, track),
-                        np.array(task_targets(rows["dx"], meta["task"])))
+                        np.array(model_targets(rows["dx"], meta)))
     stats, _, distances = fit_statistics(trainable, inputs["train"], inputs["val"][0], track)
     added = {"ood_threshold": pass_threshold(distances), "ood_pass_rate": PASS_RATE}
     write_payload(weights, {**payload, "meta": {**meta, **added}, "ood": stats})

@@ -1,6 +1,8 @@
-"""ISIC challenge ground truth: a one-hot CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC) plus a folder of images.
-
-External test sets ship this way. There are no lesion ids: each image is its own group.
+"""ISIC challenge ground truth as a one-hot CSV, `image` plus one column per class: ISIC 2018 Task 3
+(MEL,NV,BCC,AKIEC,BKL,DF,VASC) and ISIC 2019 Task 1 (MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK; 1.0/0.0), with the
+images below the CSV's folder (ISIC_2019_Training_Input/). ISIC 2019's metadata CSV beside it names lesions;
+without it each image is its own group. UNK has no training images and is not a class to learn:
+training refuses it; an eval leaves its images out, as labels the model does not know.
 """
 
 from pathlib import Path
@@ -9,25 +11,24 @@ import numpy as np
 import pandas as pd
 
 from dermcli.core.errors import DermcliError
-from dermcli.core.labels import CLASSES
-from dermcli.data.tables import METADATA, METADATA_ALIASES, attach_paths, check_unique_ids, read_csv
+from dermcli.data.tables import METADATA, METADATA_ALIASES, attach_paths, check_unique_ids, group_ids, read_csv, read_header
 
-ONE_HOT_COLUMNS = tuple(c.upper() for c in CLASSES)
+NAME = "isic"
+NOT_A_CLASS = ("UNK",)  # ISIC 2019's "none of the others": no training image carries it; its test set's do (eval leaves them out)
+LABEL_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 
 
 def _is_ground_truth(csv: Path) -> bool:
-    try:
-        header = csv.open(encoding="utf-8", errors="replace").readline().strip().split(",")
-    except OSError:
-        return False
-    return "image" in header and set(ONE_HOT_COLUMNS) <= set(header)
+    header = read_header(csv)
+    return "image" in header and len(set(header) & set(LABEL_COLUMNS)) >= 2
 
 
 def find_ground_truth_csv(folder: Path) -> Path | None:
-    for csv in sorted(Path(folder).glob("*.csv")):
-        if _is_ground_truth(csv):
-            return csv
-    return None
+    return next((csv for csv in sorted(Path(folder).glob("*.csv")) if _is_ground_truth(csv)), None)
+
+
+def detect(path: Path) -> bool:
+    return _is_ground_truth(path) if path.is_file() else find_ground_truth_csv(path) is not None
 
 
 def metadata(csv: Path, ground_truth: pd.DataFrame) -> pd.DataFrame | None:
@@ -50,25 +51,26 @@ def metadata(csv: Path, ground_truth: pd.DataFrame) -> pd.DataFrame | None:
     return merged
 
 
-def load(path: Path, images: Path | None = None) -> pd.DataFrame:
-    path = Path(path)
-    csv = path if path.is_file() else find_ground_truth_csv(path)
-    table = read_csv(csv)
-    absent = [c for c in ("image",) + ONE_HOT_COLUMNS if c not in table.columns]
-    if absent:
-        raise DermcliError(f"{csv}: missing column(s) {', '.join(absent)}")
+def one_hot_labels(table: pd.DataFrame, columns: list[str], csv: Path) -> list[str]:
+    """Each row's class: the one column holding 1 (a row with none or several is refused, naming its line)."""
     try:
-        onehot = table[list(ONE_HOT_COLUMNS)].astype(float).to_numpy()
+        onehot = table[columns].astype(float).to_numpy()
     except ValueError:
         raise DermcliError(f"{csv}: class columns must be numbers (0 or 1)") from None
     bad = np.flatnonzero(~(np.isin(onehot, (0.0, 1.0)).all(axis=1) & (onehot.sum(axis=1) == 1)))
     if len(bad):
         raise DermcliError(f"{csv}: row {bad[0] + 2}: labels are not one-hot (exactly one class must be 1)")
-    labels = pd.DataFrame({"image_id": table["image"].str.strip(), "dx": [CLASSES[i] for i in onehot.argmax(axis=1)]})
+    return [columns[i] for i in onehot.argmax(axis=1)]
+
+
+def load(source) -> pd.DataFrame:
+    path = Path(source.path)
+    csv = path if path.is_file() else find_ground_truth_csv(path)
+    table = read_csv(csv)
+    columns = [c for c in table.columns if c in LABEL_COLUMNS]
+    labels = pd.DataFrame({"image_id": table["image"].str.strip(), "dx": one_hot_labels(table, columns, csv)})
     meta = metadata(csv, table)
     table = labels.merge(meta, on="image_id", how="left") if meta is not None else labels
-    # ISIC 2019's metadata names lesions; elsewhere each image is its own group.
-    lesion = table["lesion_id"].fillna("").str.strip() if "lesion_id" in table.columns else pd.Series("", index=table.index)
-    table["lesion_id"] = lesion.where(lesion != "", table["image_id"])
+    table["lesion_id"] = group_ids(table, "lesion_id")
     check_unique_ids(table, csv)
-    return attach_paths(table, Path(images) if images else csv.parent, csv)
+    return attach_paths(table, Path(source.images) if source.images else csv.parent, csv)
