@@ -56,9 +56,9 @@ def choose_labels(table: pd.DataFrame, classes: str = "", merge: str = "", drop_
     return table.drop(index=other).reset_index(drop=True)
 
 
-def chosen_table(config: dict, log=lambda m: None) -> pd.DataFrame:
-    """The data set a run's config names, with its labels chosen as the run chose them (--merge, --classes)."""
-    return choose_labels(load_dataset(Source.of_config(config)), config.get("classes", ""), config.get("merge", ""),
+def chosen_table(config: dict, log=lambda m: None, source: Source | None = None) -> pd.DataFrame:
+    """The data set a run's config names (or `source`), with its labels chosen as the run chose them (--merge, --classes)."""
+    return choose_labels(load_dataset(source or Source.of_config(config)), config.get("classes", ""), config.get("merge", ""),
                          config.get("drop_other", False), log)
 
 

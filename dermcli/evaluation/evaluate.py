@@ -13,7 +13,7 @@ from dermcli.core.labels import has_binary_view, malignant_classes, malignant_sc
 from dermcli.core.options import check
 from dermcli.data.cache import cached_images
 from dermcli.data.dataset import Source, load_dataset
-from dermcli.data.label_set import choose_labels, model_truth
+from dermcli.data.label_set import chosen_table, model_truth
 from dermcli.data.overlap import SEEN, digest_column, seen_split
 from dermcli.data.split import GROUPLESS_WARNING, has_group_ids, load_split, select
 from dermcli.data.tables import METADATA
@@ -118,8 +118,7 @@ def evaluation_set(weights: Path, data: Source, meta: dict, split: str, split_fi
     """The images to evaluate (a split of the data set, its labels chosen as the run chose them; or all of an
     external set), the checkpoint's own split where known, and the run folder the eval belongs to."""
     config = meta.get("config", {})
-    table = (load_dataset(data) if split == "all" else
-             choose_labels(load_dataset(data), config.get("classes", ""), config.get("merge", ""), config.get("drop_other", False)))
+    table = load_dataset(data) if split == "all" else chosen_table(config, source=data)
     own_split = training_split(weights, split_file)
     if split == "all":
         return table, own_split, weights.parent
