@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from dermcli.core.errors import DermcliError
 from dermcli.core.files import ensure_writable_dir, ensure_writable_file, write_text
@@ -73,13 +74,19 @@ def log(message: str) -> None:
     err_console.print(message, highlight=False)
 
 
+# The libraries of the extras (pyproject.toml) -> the extra that installs them: a command needing one that is absent
+# names the extra in one line instead of failing on an import
+EXTRA_OF = {"torch": "train", "torchvision": "train", "torchcam": "train", "onnx": "train", "timm": "timm",
+            "fastapi": "serve", "uvicorn": "serve", "tensorboard": "track", "mlflow": "track"}
+
+
 def run_guarded(command, *args, **kwargs) -> None:
     """Run a command and exit: a DermcliError is one red line (exit 1, or its exit_code), Ctrl-C exits 130,
     a bug of ours is one line too (exit 2) unless DERMCLI_DEBUG is set; an int return is the exit status."""
     try:
         status = command(*args, **kwargs)
     except DermcliError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # "dermcli[timm]" is no markup
         sys.exit(getattr(e, "exit_code", 1))
     except KeyboardInterrupt:  # files are written atomically, so stopping here leaves nothing half-written
         err_console.print("interrupted", highlight=False)
@@ -90,7 +97,11 @@ def run_guarded(command, *args, **kwargs) -> None:
     except Exception as e:
         if os.environ.get("DERMCLI_DEBUG"):
             raise
-        err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
+        if isinstance(e, ModuleNotFoundError) and (extra := EXTRA_OF.get((e.name or "").partition(".")[0])):
+            needed = escape(f'pip install "dermcli[{extra}]"')
+            err_console.print(f"[red]error:[/red] this needs {e.name}, which dermcli's light install leaves out: {needed}", highlight=False)
+            sys.exit(1)
+        err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
         sys.exit(2)
     sys.exit(status or 0)
 
@@ -126,7 +137,7 @@ def predict_command(inputs: list[str], weights: Path | None = None, model: str |
     if out:
         write_predictions_csv(out, results)
     for path, problem in problems:
-        err_console.print(f"skipped {path}: {problem}", highlight=False)
+        err_console.print(escape(f"skipped {path}: {problem}"), highlight=False)
     if not as_json:
         console.print(f"{len(results)} predicted, {len(problems)} failed{f'; figures in {explain}' if explain and results else ''}. "
                       f"{DISCLAIMER}", highlight=False)

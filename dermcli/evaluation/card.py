@@ -12,7 +12,7 @@ from dermcli.data.tables import PATIENT
 from dermcli.evaluation.formatting import fmt, num, overlap_sentence
 from dermcli.evaluation.tracking import log_eval
 from dermcli.inference.predict import DISCLAIMER
-from dermcli.models.registry import get_backend
+from dermcli.models.registry import describe
 
 CITATION = ("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source dermatoscopic "
             "images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161")
@@ -66,7 +66,6 @@ def model_card(folder: Path) -> Path:
     info = json.loads((folder / "eval_info.json").read_text())
     run_dir = Path(info["run_dir"])
     config = info.get("config", {})
-    backend = get_backend(info["model"])
     data = data_set_name(config.get("data", info["data"]))
     names = info["class_names"]
     kind = (f"{len(names)}-class ({', '.join(names)})" if info["task"] == "multiclass" else
@@ -76,7 +75,7 @@ def model_card(folder: Path) -> Path:
              f"A {kind} dermoscopy classifier trained with dermcli. Weights: `{public_path(info['weights'])}`. Every figure below was computed by "
              f"`dermcli eval` on the **{info['split']}** split ({info['images']} images) and rendered by `dermcli report --card`."
              + overlap_sentence(info), "",
-             "## Architecture", "", backend.description, ""]
+             "## Architecture", "", describe(info["model"]), ""]
     if info.get("members"):
         lines += ["Members (each with its own validation metrics):", ""] + [
             f"- `{public_path(m['weights'])}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from dermcli.models import descriptions
 from dermcli.models.backend import Backend, register
 
 
@@ -36,7 +37,5 @@ class CNNBackend(Backend):
 
 register(CNNBackend(
     name="cnn", default_task="multiclass", input_size=28, default_preprocessing="unit",
-    description="The 7-class card's CNN on 28x28 RGB scaled to [0, 1]: four conv blocks (3x3 convs, padding 1) "
-                "[3-32, pool, BN], [32-64-64, pool, BN], [64-128-128, pool, BN], [128-256-256, pool], then dropout 0.2 and "
-                "fully connected 256-256-128-64-32 (ReLU + BatchNorm1d each) and a final linear layer. 0.6M parameters.",
+    description=descriptions.CNN,
 ))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dermcli.models import descriptions
 from dermcli.models.backend import Backend, register
 from dermcli.models.loading import build_model
 
@@ -41,4 +42,4 @@ class EnsembleBackend(Backend):
 
 
 register(EnsembleBackend(name="ensemble", default_task="multiclass", input_size=0, default_preprocessing="",
-                         description="An ensemble: the mean of its members' temperature-scaled probabilities (members listed below)."))
+                         description=descriptions.ENSEMBLE))

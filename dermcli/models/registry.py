@@ -2,6 +2,7 @@
 
 import importlib
 
+from dermcli.models import descriptions
 from dermcli.models.backend import _MODULES, _REGISTRY, Backend, register
 
 
@@ -18,3 +19,12 @@ def get_backend(name: str) -> Backend:
 
             register(backend(name))
     return _REGISTRY[name]
+
+
+def describe(name: str) -> str:
+    """The model-card paragraph of backend `name`; only a torchvision model's needs torch (its parameter count)."""
+    if name in descriptions.FIXED:
+        return descriptions.FIXED[name]
+    if name.startswith("timm/"):
+        return descriptions.timm_description(name.removeprefix("timm/"))
+    return get_backend(name).description

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from dermcli.core.errors import DermcliError
+from dermcli.models import descriptions
 from dermcli.models.backend import Backend, register
 from dermcli.models.common import init_from_file, load_partial, make_head
 
@@ -70,7 +71,5 @@ class ResNet50Backend(Backend):
 
 register(ResNet50Backend(
     name="resnet50", default_task="binary", input_size=224, default_preprocessing="imagenet",
-    description="torchvision ResNet50 at 224x224 with the binary card's head: global average pool, BN(2048), dropout 0.5, "
-                "linear 512 + ReLU, BN(512), dropout 0.5, linear 256 + ReLU, dropout 0.3, linear output (sigmoid for binary). "
-                "24.7M parameters.",
+    description=descriptions.RESNET50,
 ))

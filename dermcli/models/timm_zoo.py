@@ -8,6 +8,7 @@ download its weights; `--init PATH` loads a state dict in timm's key names.
 from dataclasses import dataclass, field
 
 from dermcli.core.errors import DermcliError
+from dermcli.models import descriptions
 from dermcli.models.backend import Backend
 from dermcli.models.common import Classifier, init_from_file, load_partial, make_head, preprocessing_for, split_classifier
 
@@ -70,7 +71,7 @@ def backend(name: str) -> TimmBackend:
     mean, std = (config.mean, config.std) if config else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     return TimmBackend(name=name, default_task="multiclass", input_size=int(input_size),
                        default_preprocessing=preprocessing_for(mean, std, f"timm {timm_name}"),
-                       description=f"timm {timm_name}, built with num_classes=0 (pooled features), followed by dermcli's head.")
+                       description=descriptions.timm_description(timm_name))
 
 
 def catalogue() -> list[dict]:
