@@ -20,7 +20,7 @@ from dermcli.data.split import load_split, save_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.evaluation.metrics import fit_temperature, temperature_note, threshold_for_sensitivity
 from dermcli.inference.runners import TorchRunner
-from dermcli.inference.tta import check_tta, tta_views
+from dermcli.inference.tta import check_tta, view_outputs
 from dermcli.models.checkpoint import read_checkpoint, save_checkpoint
 from dermcli.models.ensemble import Ensemble
 from dermcli.models.loading import build_model
@@ -73,7 +73,7 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
     val = select(chosen_table({**first.get("config", {}), "data": str(data)}), splits[0], "val")
     y = np.array(model_targets(val["dx"], first))
     pixels, runner = cached_images(val["path"].tolist(), first["input_size"], track), TorchRunner(model, first)
-    views = [runner.logits(np.ascontiguousarray(v), track=track) for v in tta_views(pixels, tta)]
+    views = list(view_outputs(runner, pixels, tta, track=track)[0])
     temperature = fit_temperature(views, y)
     if note := temperature_note(temperature):
         log(note)
