@@ -10,7 +10,8 @@ import torch
 
 from dermcli.data.cache import cache_dir
 from dermcli.data.transforms import apply_augmentation, draw_augmentation
-from dermcli.training.distill import DistillationLoss, ViewRecordingBatches, geometric_views, view_index
+from dermcli.inference.runners import TorchRunner
+from dermcli.training.distill import DistillationLoss, ViewRecordingBatches, apply_view, geometric_views, view_index, view_logits
 from dermcli.training.objectives import CrossEntropy
 from tests.conftest import run_cli
 
@@ -28,6 +29,35 @@ def test_each_drawn_augmentation_maps_to_the_view_with_the_same_geometry(augment
         drawn = apply_augmentation(image, {k: params[k][i:i + 1] for k in ("turns", "hflip", "vflip")})
         chosen = apply_augmentation(image, {k: np.array([views[v][k]]) for k in ("turns", "hflip", "vflip")})
         assert np.array_equal(drawn, chosen)
+
+
+class CallSizes:
+    """A runner that remembers how many images each call handed it."""
+
+    def __init__(self, runner):
+        self.runner, self.meta, self.sizes = runner, runner.meta, []
+
+    def logits(self, images, batch_size=32, track=None):
+        self.sizes.append(len(images))
+        return self.runner.logits(images, batch_size)
+
+
+@pytest.mark.parametrize("augment", ["dihedral", "flips", "none"])
+def test_the_teacher_sees_a_batch_at_a_time_and_gives_the_logits_of_whole_set_views(augment):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 7))
+    runner = TorchRunner(net, {"preprocessing": "unit", "class_names": list("abcdefg"), "input_size": 28})
+    images = np.random.default_rng(0).integers(0, 256, (45, 28, 28, 3), dtype=np.uint8)  # two full batches of 16 and a ragged one
+    views = geometric_views(augment)
+    whole_set = np.stack([runner.logits(apply_view(images, v), 16) for v in views], axis=1)  # teacher_logits before #24
+    counted = CallSizes(runner)
+    streamed = view_logits(counted, images, views, batch_size=16)
+    assert streamed.shape == (45, len(views), 7) and streamed.dtype == np.float32
+    assert np.allclose(streamed, whole_set, rtol=0, atol=1e-5)
+    assert max(counted.sizes) == 16 and sum(counted.sizes) == 45 * len(views)  # never more than one batch of one view
+    if augment == "dihedral":
+        assert np.abs(streamed - streamed[:, :1]).max() > 0.05  # the views differ, so the comparison tells their order
+    assert view_logits(counted, images[:0], views).shape == (0, len(views), 7)
 
 
 def test_the_loss_mixes_labels_and_the_teacher_of_each_images_view():

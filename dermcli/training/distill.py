@@ -29,6 +29,11 @@ def _geometry(images: np.ndarray, turns, hflip, vflip) -> np.ndarray:
     return apply_augmentation(images, {"turns": turns, "hflip": hflip.astype(bool), "vflip": vflip.astype(bool)})
 
 
+def apply_view(images: np.ndarray, view: dict) -> np.ndarray:
+    """`images`, every one turned and mirrored as `view` (a geometric_views entry)."""
+    return _geometry(images, *(np.full(len(images), view[k]) for k in ("turns", "hflip", "vflip")))
+
+
 def _view_of_settings(augment: str) -> dict[tuple[int, int, int], tuple[int, int, int]]:
     """Every (turns, hflip, vflip) the augmentation can draw -> the first setting giving the same pixels."""
     settings = [(t, h, v) for t in range(4 if augment == "dihedral" else 1) for h in (0, 1) for v in (0, 1)] if augment != "none" else [(0, 0, 0)]
@@ -84,15 +89,27 @@ def teacher_logits(teacher: Path, paths: list[str], augment: str, class_names: l
         return np.load(path)
     except (OSError, ValueError):
         pass
-    images = cached_images(paths, runner.meta["input_size"], track)
-    logits = np.stack([runner.logits(_geometry(images, *(np.full(len(images), v[k]) for k in ("turns", "hflip", "vflip"))), track=track)
-                       for v in views], axis=1)
+    logits = view_logits(runner, cached_images(paths, runner.meta["input_size"], track), views, track=track)
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, logits)
     except (DermcliError, OSError):
         pass  # a cache we cannot write only costs time
     return logits
+
+
+def view_logits(runner, images: np.ndarray, views: list[dict], batch_size: int = 32, track=None) -> np.ndarray:
+    """(N, views, K) logits of `runner` for `images` turned and mirrored as each of `views`, one batch of images
+    at a time through all its views: memory holds one batch's views. A whole-set view costs ~1.8 MB an image at
+    224 in apply_augmentation's float32 temporaries (12 GiB for 7010 images), all of it new memory the kernel must
+    fault in, each view again (benchmarks/distill.py). Each runner call is one batch of one view, the batches a
+    whole-set view would be cut into, so the logits are the same."""
+    starts = range(0, len(images), batch_size)
+    out = [np.zeros((0, len(views), len(runner.meta["class_names"])), dtype=np.float32)]
+    for s in track(starts, f"teacher logits, {len(views)} views", len(starts)) if track else starts:
+        batch = images[s:s + batch_size]
+        out.append(np.stack([runner.logits(apply_view(batch, v), batch_size) for v in views], axis=1))
+    return np.concatenate(out)
 
 
 class ViewRecordingBatches(ImageBatches):
