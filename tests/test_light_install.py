@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from dermcli import PROJECT_ROOT
+from dermcli.inference.predict import SHIPPED
 
 EXTRAS = ("torch", "torchvision", "torchcam", "onnx", "timm")
 WITHOUT_EXTRAS = f"""
@@ -26,7 +27,6 @@ from dermcli.__main__ import main
 sys.argv = ["dermcli", *sys.argv[1:]]
 main()
 """
-SHIPPED = {"lite0": "lite0_ensemble_ham10000_7class", "cnn": "cnn_ham10000_7class", "resnet50": "resnet50_ham10000_binary"}
 
 
 def light(*args: str, cache) -> subprocess.CompletedProcess:
@@ -61,7 +61,7 @@ def test_predict_eval_and_report_run_without_torch(model, labelled_examples, cac
     got, shipped = json.loads(done.stdout), pd.read_csv(PROJECT_ROOT / "examples" / f"predictions_{model}.csv").set_index("image")
     expected = shipped.loc["examples/ISIC_0026531.jpg"]  # made by PyTorch (scripts/train_shipped.sh)
     assert got["label"] == expected["label"] and abs(got["malignant_score"] - expected["malignant_score"]) < 1e-3
-    weights = f"weights/{SHIPPED[model]}.pt"
+    weights = str(SHIPPED[model].relative_to(PROJECT_ROOT))
     done = light("eval", "--weights", weights, "--data", str(labelled_examples), "--split", "all", "--out", str(tmp_path / "eval"),
                  cache=cache)
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from tests.conftest import REPO, make_ham, run_cli, write_image
 
 EXAMPLE = REPO / "examples" / "ISIC_0024431.jpg"
 RESAMPLED = "resampled {} -> 200x150 (the training images' resolution)"
-ENGINES = {"lite0": "auto", "cnn": "torch", "resnet50": "torch"}  # lite0: ONNX Runtime on the shipped .onnx
+ENGINES = {"lite0": "auto", "cnn": "torch", "cnn-distilled": "torch", "resnet50": "torch"}  # lite0: ONNX Runtime on the shipped .onnx
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from dermcli.inference.predict import SHIPPED, predict
 from tests.conftest import REPO
 
-RECORDED = {name: REPO / "examples" / f"predictions_{name}.csv" for name in ("lite0", "cnn", "resnet50")}
+RECORDED = {name: REPO / "examples" / f"predictions_{name}.csv" for name in SHIPPED}
 
 
 @pytest.mark.parametrize("model", sorted(SHIPPED))
@@ -31,7 +31,7 @@ def test_shipped_weights_reproduce_the_recorded_example_predictions(model):
 def test_readme_results_table_is_the_one_the_eval_files_give():
     from dermcli.evaluation.card import results_table
 
-    folders = [REPO / "weights" / name / "eval" for name in ("lite0_ensemble_ham10000_7class", "cnn_ham10000_7class", "resnet50_ham10000_binary")]
+    folders = [weights.with_suffix("") / "eval" for weights in SHIPPED.values()]
     folders = [f for f in folders if (f / "metrics.json").is_file()]
     if not folders:
         pytest.skip("no shipped eval files yet")

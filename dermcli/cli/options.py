@@ -40,7 +40,7 @@ def field_option(cls, name: str, **kwargs):
 
 
 # Options that several commands share, declared once.
-MODEL = typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class) or resnet50 (binary): picks the shipped weights, or checks --weights.")
+MODEL = typer.Option(help="lite0 (default: two EfficientNet-Lite0 at 224, 7-class), cnn (28x28, 7-class), cnn-distilled (the same CNN distilled from lite0) or resnet50 (binary): picks the shipped weights, or checks --weights.")
 ENGINE = typer.Option(help="auto (ONNX Runtime if installed), onnx or torch.")
 DEVICE = typer.Option(help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps.")
 TTA = typer.Option(help="Test-time augmentation: none, flips (4 views) or dihedral (8); default: the checkpoint's, else none.")

@@ -16,9 +16,9 @@ from dermcli.inference.tta import check_tta, predict_scored
 
 REPO_WEIGHTS = PROJECT_ROOT / "weights"
 SHIPPED = {"lite0": REPO_WEIGHTS / "lite0_ensemble_ham10000_7class.pt", "cnn": REPO_WEIGHTS / "cnn_ham10000_7class.pt",
-           "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
+           "cnn-distilled": REPO_WEIGHTS / "cnn_distilled_ham10000_7class.pt", "resnet50": REPO_WEIGHTS / "resnet50_ham10000_binary.pt"}
 DEFAULT_MODEL = "lite0"  # the 7-class model at 224 pixels that beat the 28x28 CNN on validation (README, "Shipped models")
-SHIPPED_BACKENDS = {"lite0": "ensemble"}  # --model NAME -> the backend of its checkpoints, where the two differ
+SHIPPED_BACKENDS = {"lite0": "ensemble", "cnn-distilled": "cnn"}  # --model NAME -> the backend of its checkpoints, where the two differ
 DISCLAIMER = "Research use only. Not a medical device; not for diagnosis or treatment decisions."
 
 
