@@ -1,6 +1,6 @@
 """How well the out-of-distribution score separates HAM10000 images from images that are not dermoscopy.
 
-    python benchmarks/ood.py weights/cnn_ham10000_7class.pt weights/resnet50_ham10000_binary.pt \
+    python benchmarks/ood.py weights/*.pt \
         --data ../shared/data/ham10000 --json benchmarks/ood.json     # prints the table of docs/explain-and-ood.md
 
 Non-dermoscopy images are generated (flat colours, noise, text on white, synthetic scenes) plus crops of the
@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 KINDS = ("flat colour", "noise", "text on white", "synthetic scene", "photograph")
 PER_KIND = 40  # images of each kind per half
+PASS_RATES = (0.95, 0.98, 0.99, 0.995, 0.999)  # candidate shares of validation images below the threshold
 
 
 def flat(rng, size):
@@ -103,17 +104,19 @@ def evaluate(weights: Path, data: Path, generated: list[dict[str, list[Path]]]) 
     from dermcli.data.split import load_split, select
     from dermcli.evaluation.evaluate import resolve_split_file
     from dermcli.evaluation.metrics import roc_auc
-    from dermcli.inference.runners import TorchRunner
+    from dermcli.inference.loading import load_runner
 
-    runner = TorchRunner.load(weights)
+    runner = load_runner(weights, "onnx")
     size, table = runner.meta["input_size"], load_dataset(data)
     split = load_split(resolve_split_file(weights, None))
     result = {"weights": str(weights), "threshold": runner.meta.get("ood_threshold")}
+    distances = {}
     for half, part in enumerate(("val", "test")):
         ham = scores(runner, cached_images(select(table, split, part)["path"].tolist(), size))
-        rows = {}
+        distances["HAM10000 " + part], rows = ham["mahalanobis"], {}
         for kind, paths in generated[half].items():
             other = scores(runner, np.stack([load_rgb(p, size) for p in paths]))
+            distances.setdefault(f"non-dermoscopy {part}", []).extend(other["mahalanobis"])
             rows[kind] = {name: roc_auc(np.r_[np.zeros(len(ham[name])), np.ones(len(other[name]))], np.r_[ham[name], other[name]])
                           for name in ham}
             if result["threshold"] is not None:
@@ -122,7 +125,26 @@ def evaluate(weights: Path, data: Path, generated: list[dict[str, list[Path]]]) 
         if result["threshold"] is not None:
             rows["HAM10000 " + part] = {"flagged": float(np.mean(ham["mahalanobis"] > result["threshold"]))}
         result[part] = rows
+    result["operating_points"] = operating_points(distances)
     return result
+
+
+def operating_points(distances: dict[str, np.ndarray]) -> list[dict]:
+    """For each pass rate: the threshold it puts on the validation distances, and the share of each set above it.
+    HAM10000 test is held-out dermoscopy; the non-dermoscopy test half is reported, never used to choose."""
+    val = distances["HAM10000 val"]
+    return [{"pass_rate": rate, "threshold": float(np.quantile(val, rate)),
+             **{name: float(np.mean(np.asarray(d) > np.quantile(val, rate))) for name, d in distances.items()}} for rate in PASS_RATES]
+
+
+def operating_table(results: list[dict]) -> str:
+    """The flagged shares at each pass rate, the table under "Choosing the operating point" in docs/explain-and-ood.md."""
+    names = ("HAM10000 val", "HAM10000 test", "non-dermoscopy val", "non-dermoscopy test")
+    lines = ["| weights | pass rate | threshold | flagged: " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for r in results:
+        lines += [f"| `{Path(r['weights']).name}` | {p['pass_rate']:.1%} | {p['threshold']:.4g} | " + " | ".join(f"{p[n]:.1%}" for n in names) + " |"
+                  for p in r["operating_points"]]
+    return "\n".join(lines)
 
 
 def markdown(results: list[dict]) -> str:
@@ -152,6 +174,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(text + "\n")
     print(markdown(results))
+    print()
+    print(operating_table(results))
 
 
 if __name__ == "__main__":

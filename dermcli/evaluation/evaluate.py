@@ -182,7 +182,7 @@ def malignant_view_info(info: dict) -> dict:
 
 
 def eval_info(meta: dict, distances: np.ndarray | None, threshold: float | None) -> dict:
-    ood = {} if distances is None else {"ood_threshold": meta["ood_threshold"],
+    ood = {} if distances is None else {"ood_threshold": meta["ood_threshold"], "ood_pass_rate": meta.get("ood_pass_rate", 0.95),
                                         "unusual_fraction": float(np.mean(distances > meta["ood_threshold"]))}
     return {"model": meta["backend"], "task": meta["task"], "class_names": meta["class_names"], "malignant": malignant_classes(meta),
             **({"data_malignant": meta["data_malignant"]} if "data_malignant" in meta else {}),

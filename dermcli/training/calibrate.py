@@ -41,5 +41,5 @@ def calibrate(best_path: Path, cfg: TrainConfig, val_in, y_val: np.ndarray, log,
     save_checkpoint(best_path, model, meta, ood=ood)
     chosen = f"threshold {threshold:.4f} for sensitivity {cfg.target_sensitivity:.2f}" if threshold is not None else "no malignant threshold"
     log(f"best epoch {meta['epoch']}: temperature {temperature:.3f}, {chosen} "
-        f"on val; unusual-image distance above {ood_threshold:.2f} ({OOD_PASS_RATE:.0%} of val below)")
+        f"on val; unusual-image distance above {ood_threshold:.2f} ({OOD_PASS_RATE:.1%} of val below)")
     return best_path

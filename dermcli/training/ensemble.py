@@ -91,7 +91,7 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
     save_split(splits[0], out.with_suffix("") / "split.csv")
     # its own unusual-image statistics (of its last member's features), so its predictions carry the warning too
     ood = add_statistics(out, Path(data), out.with_suffix("") / "split.csv", track)
-    log(f"unusual-image distance above {ood['ood_threshold']:.2f} ({ood['ood_pass_rate']:.0%} of val below)")
+    log(f"unusual-image distance above {ood['ood_threshold']:.2f} ({ood['ood_pass_rate']:.1%} of val below)")
     log(f"ensemble of {len(weights)} on {len(val)} validation images: " + ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items())
         + f"; temperature {temperature:.3f}" + (f", threshold {threshold:.4f} for sensitivity {target_sensitivity:.2f}" if threshold is not None else ""))
     return out
