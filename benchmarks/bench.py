@@ -194,8 +194,10 @@ def cold(cmd: list[str], repeats: int = 5) -> dict:
     for _ in range(repeats):
         start = time.perf_counter()
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, _, usage = os.wait4(process.pid, 0)
+        _, status, usage = os.wait4(process.pid, 0)
         times.append(time.perf_counter() - start)
+        if os.waitstatus_to_exitcode(status):  # a command that failed fast is not a fast cold start
+            raise SystemExit(f"{' '.join(cmd)} exited with {os.waitstatus_to_exitcode(status)}")
         peak = max(peak, usage.ru_maxrss / 1024)
     return {"median_s": statistics.median(times), "peak_rss_mb": peak}
 

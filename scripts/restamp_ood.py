@@ -30,8 +30,11 @@ from dermcli.models.checkpoint import read_checkpoint, write_payload
 
 def val_distances(weights: Path, data: Path) -> np.ndarray:
     runner = load_runner(weights, "onnx")
-    rows = select(chosen_table({**runner.meta["config"], "data": str(data)}), load_split(resolve_split_file(weights, None)), "val")
-    return runner.outputs(cached_images(rows["path"].tolist(), runner.meta["input_size"]))[1]
+    rows = select(chosen_table({**runner.meta.get("config", {}), "data": str(data)}), load_split(resolve_split_file(weights, None)), "val")
+    distances = runner.outputs(cached_images(rows["path"].tolist(), runner.meta["input_size"]))[1]
+    if distances is None:
+        raise SystemExit(f"{weights}: no unusual-image statistics to set a threshold on (scripts/fit_ood.py fits them)")
+    return distances
 
 
 def main() -> None:

@@ -29,8 +29,13 @@ main()
 """
 
 
-def light(*args: str, cache) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+# as on a machine with an NVIDIA driver or an Apple-silicon Mac, where --device auto would look for a GPU through torch
+ON_A_GPU_MACHINE = WITHOUT_EXTRAS.replace("from dermcli.__main__ import main",
+                                          "import dermcli.runtime.devices\ndermcli.runtime.devices.could_have_gpu = lambda: True\nfrom dermcli.__main__ import main")
+
+
+def light(*args: str, cache, script: str = WITHOUT_EXTRAS) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(cache), "DERMCLI_CACHE_DIR": str(cache)}, timeout=600)
 
 
@@ -69,6 +74,23 @@ def test_predict_eval_and_report_run_without_torch(model, labelled_examples, cac
     done = light("report", str(tmp_path / "eval"), "--card", cache=cache)
     assert done.returncode == 0, done.stderr
     assert "## Architecture" in (tmp_path / "eval" / "MODEL_CARD.md").read_text()
+
+
+def test_a_gpu_machine_without_torch_predicts_on_the_cpu(cache):
+    done = light("predict", "examples/ISIC_0026531.jpg", "--model", "cnn", "--json", cache=cache, script=ON_A_GPU_MACHINE)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == pd.read_csv(PROJECT_ROOT / "examples" / "predictions_cnn.csv").set_index("image").loc[
+        "examples/ISIC_0026531.jpg", "label"]
+
+
+def test_compare_cache_and_runs_run_without_torch(cache, tmp_path):
+    evals = [str(SHIPPED[m].with_suffix("") / "eval") for m in ("cnn", "cnn-distilled")]
+    done = light("compare", *evals, "--out", str(tmp_path / "compare"), cache=cache)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "compare").is_dir() and any((tmp_path / "compare").iterdir())
+    for command in (["cache"], ["runs", "weights"]):
+        done = light(*command, cache=cache)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (command, done.stderr)
 
 
 @pytest.mark.parametrize("command", [["train", "--model", "cnn", "--data", "examples", "--out", "runs/never"],

@@ -41,7 +41,7 @@ class Prediction:
 
     @property
     def unusual(self) -> bool | None:
-        """True when the image is further from the training images than 95% of validation images."""
+        """True when the image is further from the training images than the checkpoint's share of validation images (its ood_pass_rate)."""
         return None if self.ood_score is None else self.ood_score > self.ood_threshold
 
 

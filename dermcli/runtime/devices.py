@@ -29,7 +29,12 @@ def resolve_device(name: str = "auto"):
     Returns a torch.device, or the string "cpu" when auto finds no GPU (so torch need not be imported)."""
     if name in ("auto", "cpu") and (name == "cpu" or not could_have_gpu()):
         return "cpu"
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:
+        if name == "auto":  # the light install (no torch) runs on the CPU through ONNX Runtime, GPU or not
+            return "cpu"
+        raise
 
     if name == "auto":
         return per_process(torch.device(next((d for d in available() if d != "cpu"), "cpu").replace("cuda:0", "cuda")), name)
