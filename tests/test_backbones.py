@@ -29,6 +29,7 @@ def small_run(data, out, model, **changes):
 
 
 @pytest.mark.parametrize("model", ["resnet18", "efficientnet_b0", "convnext_tiny", "densenet121", "vit_b_32"])
+@pytest.mark.slow
 def test_families_train_evaluate_export_and_predict(real_subset, tmp_path, model):
     best = small_run(real_subset, tmp_path / "run", model)
     folder = evaluate(best, real_subset, tmp_path / "eval", split="val", engine="auto")  # ONNX Runtime: exported and checked once
@@ -44,6 +45,7 @@ def test_families_train_evaluate_export_and_predict(real_subset, tmp_path, model
     assert onnx_result[0].label in onnx_result[0].probabilities
 
 
+@pytest.mark.slow
 def test_pretrained_weights_come_through_torchvisions_weights_api(real_subset, tmp_path, monkeypatch):
     from torchvision.models import ResNet18_Weights, resnet18
 
@@ -81,6 +83,7 @@ def test_heads_tasks_and_sizes_on_any_backbone():
         backend.build(7, {"head": "deep"})
 
 
+@pytest.mark.slow
 def test_an_unknown_name_is_one_line_with_close_matches(tmp_path):
     result = run_cli("train", "--model", "convnext_tiyn", "--data", str(tmp_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 1 and "did you mean convnext_tiny" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -152,6 +155,7 @@ def test_a_cut_inside_a_residual_block_or_at_no_module_is_refused():
         get_backend("resnet18").split_frozen(net, "layer9")
 
 
+@pytest.mark.slow
 def test_models_lists_timm_and_whether_its_weights_are_cached(tmp_path):
     pytest.importorskip("timm")
     snapshot = tmp_path / "hf" / "models--timm--tf_efficientnet_lite0.in1k"

@@ -23,6 +23,7 @@ def test_train_writes_the_run_folder(cnn_run):
     assert json.loads((cnn_run / "config.json").read_text())["model"] == "cnn"
 
 
+@pytest.mark.slow
 def test_eval_uses_the_runs_own_test_split_and_report_reproduces_it(cnn_run, real_subset, tmp_path):
     out = tmp_path / "eval"
     result = run_cli("eval", "--weights", str(cnn_run / "best.pt"), "--data", str(real_subset), "--out", str(out))
@@ -93,6 +94,7 @@ def test_the_fast_predict_parser_knows_exactly_typers_predict_options():
         assert plain_predict_call(for_typer) is None
 
 
+@pytest.mark.slow
 def test_resnet50_through_the_imagenet_weights_api(real_subset, torch_home, tmp_path):
     env = {"TORCH_HOME": str(torch_home)}
     out = tmp_path / "r50"
@@ -108,6 +110,7 @@ def test_resnet50_through_the_imagenet_weights_api(real_subset, torch_home, tmp_
     assert result.returncode == 0 and "Prediction: " in result.stdout and "Confidence: " in result.stdout
 
 
+@pytest.mark.slow
 def test_missing_imagenet_weights_say_how_to_fix(real_subset, tmp_path):
     result = run_cli("train", "--model", "resnet50", "--data", str(real_subset), "--out", str(tmp_path / "r"), "--epochs", "1",
                      env={"TORCH_HOME": str(tmp_path / "empty_home")})
@@ -122,6 +125,7 @@ def test_missing_imagenet_weights_say_how_to_fix(real_subset, tmp_path):
     (["report", "."], "no predictions.csv"),
     (["predict", "."], "folder holds no images"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode != 0
@@ -129,6 +133,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) <= 2
 
 
+@pytest.mark.slow
 def test_eval_on_an_external_isic_set(cnn_run, real_subset, tmp_path):
     split = pd.read_csv(cnn_run / "split.csv")
     meta = pd.read_csv(real_subset / "HAM10000_metadata.csv")  # images the model never saw: its own are refused

@@ -4,6 +4,8 @@ name that matches nothing."""
 import subprocess
 import sys
 
+import pytest
+
 from dermcli import __version__
 from tests.conftest import REPO, run_cli
 
@@ -31,6 +33,7 @@ def test_out_with_a_trailing_slash_names_a_folder_and_is_refused(tmp_path):
     assert not (tmp_path / "newdir").exists()
 
 
+@pytest.mark.slow
 def test_a_model_name_matching_nothing_is_an_error_with_the_closest_names():
     result = run_cli("models", "resnet5O")
     assert result.returncode == 1 and "no model name contains 'resnet5O'; closest: " in result.stderr

@@ -16,6 +16,7 @@ def tiny_ham(tmp_path_factory):
     return make_ham(tmp_path_factory.mktemp("config_ham"), lesions_per_class=3, images_per_lesion=2)
 
 
+@pytest.mark.slow
 def test_a_toml_file_sets_options_flags_override_it_and_config_json_reproduces_the_run(tiny_ham, tmp_path):
     (tmp_path / "run.toml").write_text(f'data = "{tiny_ham}"\nepochs = 1\nbatch-size = 16\nlr = 0.002\nscheduler = "cosine"\n')
     first = run_cli("train", "--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "a"), "--lr", "0.003", "--deterministic")
@@ -59,6 +60,7 @@ def test_every_config_field_is_a_train_option_with_its_declared_help():
     assert {"config", "folds", "resume", "device", "overwrite"} <= set(options)
 
 
+@pytest.mark.slow
 def test_distillation_options_without_a_teacher_are_refused_whatever_their_value(tiny_ham, tmp_path):
     for weight in ("0.5", "0.6"):  # 0.5 was the old default, and slipped through
         result = run_cli("train", "--data", str(tiny_ham), "--out", str(tmp_path / "run"), "--distill-weight", weight)

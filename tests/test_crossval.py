@@ -51,6 +51,7 @@ def test_three_folds_partition_the_non_test_lesions_and_resume_fold_by_fold(real
     assert "± " in summary.read_text()
 
 
+@pytest.mark.slow
 def test_folds_through_the_cli_refuse_a_second_run_in_the_same_folder(real_subset, tmp_path):
     args = ["train", "--data", str(real_subset), "--out", str(tmp_path / "cv"), "--folds", "2", "--epochs", "1", "--batch-size", "32"]
     first = run_cli(*args)

@@ -77,6 +77,7 @@ def test_the_loss_mixes_labels_and_the_teacher_of_each_images_view():
     assert DistillationLoss(ce, labels, teacher, batches, 1.0, 2.0)(other, rows, rows) > 1e-3
 
 
+@pytest.mark.slow
 def test_a_distilled_student_trains_and_records_its_teacher(real_subset, tmp_path):
     teacher = tmp_path / "teacher"
     assert run_cli("train", "--data", str(real_subset), "--out", str(teacher), "--epochs", "1", "--batch-size", "16",
@@ -95,6 +96,7 @@ def config_rows(run) -> int:
     return int((pd.read_csv(run / "split.csv")["split"] == "train").sum())
 
 
+@pytest.mark.slow
 def test_a_teacher_of_another_task_or_options_without_one_are_refused(real_subset, tmp_path):
     binary = tmp_path / "binary"
     assert run_cli("train", "--data", str(real_subset), "--out", str(binary), "--epochs", "1", "--batch-size", "16", "--task", "binary",

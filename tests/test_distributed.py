@@ -54,6 +54,7 @@ def test_sync_bn_needs_cuda(tmp_path, ham_dir):
         train(TrainConfig(data=str(ham_dir), out=str(tmp_path / "run"), epochs=1, sync_bn=True))
 
 
+@pytest.mark.slow
 def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(real_subset, tmp_path):
     # An odd number of training images, so the last global batch's shares differ in size (7 and 6 rows)
     split = make_split(load_dataset(real_subset))
@@ -82,6 +83,7 @@ def test_two_processes_train_what_one_process_trains_with_the_same_global_batch(
     assert read_checkpoint(two / "last.pt")["training_state"]["processes"] == 2
 
 
+@pytest.mark.slow
 def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(real_subset, tmp_path):
     run = tmp_path / "cnn"
     first = dermcli("train", "--data", real_subset, "--out", run, "--epochs", "1", "--batch-size", "16", processes=2)

@@ -32,6 +32,7 @@ def checkpoint(path, backend="cnn", task="multiclass", seed=0):
 
 
 @pytest.mark.parametrize("backend, task", [("cnn", "multiclass"), ("resnet50", "binary")])
+@pytest.mark.slow
 def test_onnx_matches_torch_on_real_images_and_carries_metadata(tmp_path, backend, task):
     weights = checkpoint(tmp_path / f"{backend}.pt", backend, task)
     onnx_path = export_onnx(weights, tmp_path / f"{backend}.onnx")

@@ -59,6 +59,7 @@ def test_members_of_another_task_or_split_are_refused(members, tmp_path):
         make_ensemble([runs[0], other_split], data, tmp_path / "e2.pt")
 
 
+@pytest.mark.slow
 def test_the_ensemble_goes_through_eval_export_and_the_card(members, tmp_path):
     data, runs = members
     made = run_cli("ensemble", *map(str, runs), "--data", str(data), "--out", str(tmp_path / "ens.pt"))

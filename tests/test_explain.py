@@ -126,6 +126,7 @@ def test_every_backbone_has_a_map(name, layer):
     assert heat.shape == (64, 64) and np.isfinite(heat).all() and explained == layer and grid[0] >= 2
 
 
+@pytest.mark.slow
 def test_explain_writes_a_figure_per_image_and_reports_bad_files(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -139,6 +140,7 @@ def test_explain_writes_a_figure_per_image_and_reports_bad_files(tmp_path):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "--method" in bad.stderr
 
 
+@pytest.mark.slow
 def test_predict_explain_writes_figures_next_to_predictions(tmp_path):
     from tests.conftest import REPO
 

@@ -22,6 +22,7 @@ VIEWS = {"lite0": "8 views (dihedral)", "cnn": "1 view", "cnn-distilled": "1 vie
 
 
 @pytest.mark.parametrize("model", sorted(SHIPPED))
+@pytest.mark.slow
 def test_predict_predict_explain_and_explain_show_the_same_prediction(model, tmp_path):
     if not SHIPPED[model].is_file():
         pytest.skip(f"{SHIPPED[model]} not found")

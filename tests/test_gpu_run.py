@@ -66,6 +66,7 @@ def test_gpu_run_refuses_bad_usage_in_one_line(payload, tmp_path):
         assert result.returncode == 2 and says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_the_tests_stage_runs_and_stages_that_do_not_fit_the_time_left_are_skipped(payload, tmp_path):
     # 120 s: room for the tests stage (60 s + 30 for collecting), never for train's 120 + 30
     result = script("gpu_run.sh", "--dry-run", "tests", "train", PAYLOAD=payload, WORK=tmp_path / "w", OUT=tmp_path / "o", BUDGET_S=120)

@@ -41,6 +41,7 @@ def initialise(model: str, options: dict) -> list[str]:
     return messages
 
 
+@pytest.mark.slow
 def test_the_issues_command_is_refused_in_one_line_naming_the_flags(keras_resnet50, ham_dir, tmp_path):
     result = run_cli("train", "--model", "resnet50", "--init", str(keras_resnet50), "--data", str(ham_dir), "--out", str(tmp_path / "run"))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -60,6 +60,7 @@ def test_the_blocker_stands_in_for_a_venv_without_the_extras(tmp_path):
 
 
 @pytest.mark.parametrize("model", SHIPPED)
+@pytest.mark.slow
 def test_predict_eval_and_report_run_without_torch(model, labelled_examples, cache, tmp_path):
     done = light("predict", "examples/ISIC_0026531.jpg", "--model", model, "--json", cache=cache)
     assert done.returncode == 0, done.stderr

@@ -80,6 +80,7 @@ def _rank(rank: int, init_file: str, queue) -> None:
         queue.put({k: (v[0], [p.numpy() for p in v[1]]) for k, v in results.items()})
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_step_to_the_weights_one_process_reaches(tmp_path):
     single = {}
     _epoch(0, 1, "", single)

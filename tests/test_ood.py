@@ -61,6 +61,7 @@ def trained(real_subset, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_stores_statistics_and_a_validation_threshold(trained, real_subset, tmp_path):
     best = read_checkpoint(trained / "best.pt")
     assert best["ood"]["means"].shape == (7, 32) and best["ood"]["whitening"].shape == (32, 32)  # the CNN's last hidden layer

@@ -166,6 +166,7 @@ def path_cases():
     return cases
 
 
+@pytest.mark.slow
 def test_base_commands_work(capsys, monkeypatch, workspace, tmp_path):
     """The sweep below means something only if the unchanged commands succeed (eval first: report reads its folder)."""
     evaluated = workspace["root"] / "evaluated"
@@ -176,6 +177,7 @@ def test_base_commands_work(capsys, monkeypatch, workspace, tmp_path):
 
 
 @pytest.mark.parametrize("command, option, kind", path_cases())
+@pytest.mark.slow
 def test_path_options_never_end_in_an_internal_error(capsys, monkeypatch, workspace, tmp_path, command, option, kind):
     if not (workspace["root"] / "evaluated" / "predictions.csv").exists():
         test_base_commands_work(capsys, monkeypatch, workspace, tmp_path / "base")

@@ -73,6 +73,7 @@ def test_fuzzed_files_never_raise(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.slow
 def test_interrupted_training_keeps_last_epoch_and_resumes(tmp_path, sig):
     data = make_ham(tmp_path / "ham", lesions_per_class=6, images_per_lesion=2)
     run = tmp_path / "run"

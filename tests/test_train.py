@@ -105,6 +105,7 @@ def test_resume_can_extend_a_finished_run(small_ham, tmp_path):
 
 
 @pytest.mark.parametrize("cut_in_epoch", [2, 3])  # the last warm-up epoch, and the first after it
+@pytest.mark.slow
 def test_staged_fine_tuning_unfreezes_after_the_warm_up_and_resumes_across_it(small_ham, tmp_path, monkeypatch, cut_in_epoch):
     staged = {"model": "resnet18", "pretrained": False, "input_size": 32, "warmup_epochs": 2, "epochs": 4}
     real_epoch, trained = training.train_one_epoch, []

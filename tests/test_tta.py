@@ -52,6 +52,7 @@ def test_dihedral_views_are_the_eight_symmetries_of_the_square():
         tta_views(x, "all")
 
 
+@pytest.mark.slow
 def test_predict_takes_tta_on_the_command_line():
     plain = run_cli("predict", EXAMPLE, "--json", "--engine", "torch")
     flips = run_cli("predict", EXAMPLE, "--json", "--engine", "torch", "--tta", "flips")
