@@ -54,3 +54,24 @@ def test_progress_without_a_terminal_is_a_line_every_tenth_and_every_30_seconds(
     slow = iter(range(0, 10_000, 31))  # 31 s an item, no total: a line each time 30 s have passed
     list(plain_progress(range(3), "training", None, clock=lambda: next(slow), out=lines.append))
     assert [line.split(" (")[0] for line in lines] == ["training: 1/?", "training: 2/?", "training: 3/?"]
+
+
+def raises(error):
+    def command():
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("error, status, says", [
+    (ModuleNotFoundError("No module named 'timm'", name="timm"), 1, 'error: this needs timm, which dermcli\'s light install leaves out: pip install "dermcli[timm]"'),
+    (ModuleNotFoundError("No module named 'fastapi'", name="fastapi"), 1, 'pip install "dermcli[serve]"'),
+    (ModuleNotFoundError("No module named 'torch._C'", name="torch._C"), 2, "internal error: ModuleNotFoundError: No module named 'torch._C'"),
+    (ModuleNotFoundError("No module named 'nowhere'", name="nowhere"), 2, "internal error: ModuleNotFoundError"),
+])
+def test_a_missing_extra_names_it_and_a_broken_install_is_no_missing_extra(error, status, says, capsys):
+    from dermcli.cli.console import run_guarded
+
+    with pytest.raises(SystemExit) as done:
+        run_guarded(raises(error))
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == status and says in line, line

@@ -97,7 +97,8 @@ def run_guarded(command, *args, **kwargs) -> None:
     except Exception as e:
         if os.environ.get("DERMCLI_DEBUG"):
             raise
-        if isinstance(e, ModuleNotFoundError) and (extra := EXTRA_OF.get((e.name or "").partition(".")[0])):
+        # the package itself absent, not a part of it (a broken install of torch is no missing extra)
+        if isinstance(e, ModuleNotFoundError) and (extra := EXTRA_OF.get(e.name or "")):
             needed = escape(f'pip install "dermcli[{extra}]"')
             err_console.print(f"[red]error:[/red] this needs {e.name}, which dermcli's light install leaves out: {needed}", highlight=False)
             sys.exit(1)
