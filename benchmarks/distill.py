@@ -79,12 +79,12 @@ def like_training(paths: list[str]) -> None:
 
 def whole_set_views(runner, images: np.ndarray, views: list[dict], seconds: list) -> np.ndarray:
     """teacher_logits before the fix: each view of the whole set made at once, then the runner over it."""
-    from dermcli.training.distill import _geometry
+    from dermcli.training.distill import apply_view
 
     out = []
     for v in views:
         start = time.perf_counter()
-        view = _geometry(images, *(np.full(len(images), v[k]) for k in ("turns", "hflip", "vflip")))
+        view = apply_view(images, v)  # of the whole set at once
         seconds.append(time.perf_counter() - start)
         out.append(runner.logits(view))
     return np.stack(out, axis=1)
