@@ -84,7 +84,7 @@ def test_a_gpu_machine_without_torch_predicts_on_the_cpu(cache):
         "examples/ISIC_0026531.jpg", "label"]
 
 
-def test_compare_cache_and_runs_run_without_torch(cache, tmp_path):
+def test_compare_cache_runs_and_models_run_without_torch(cache, tmp_path):
     evals = [str(SHIPPED[m].with_suffix("") / "eval") for m in ("cnn", "cnn-distilled")]
     done = light("compare", *evals, "--out", str(tmp_path / "compare"), cache=cache)
     assert done.returncode == 0, done.stderr
@@ -92,6 +92,11 @@ def test_compare_cache_and_runs_run_without_torch(cache, tmp_path):
     for command in (["cache"], ["runs", "weights"]):
         done = light(*command, cache=cache)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (command, done.stderr)
+    done = light("models", cache=cache)
+    assert done.returncode == 0, done.stderr
+    assert all(name in done.stdout for name in SHIPPED) and 'pip install "dermcli[train]"' in done.stdout
+    done = light("models", "zzz", cache=cache)
+    assert done.returncode == 1 and "no model name contains 'zzz'" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["train", "--model", "cnn", "--data", "examples", "--out", "runs/never"],

@@ -56,3 +56,14 @@ def test_registry_knows_the_cards_backends_and_refuses_unknown_names():
     assert set(names()) == {"cnn", "resnet50", "ensemble"}
     with pytest.raises(DermcliError, match="unknown model 'vit'"):
         get_backend("vit")
+
+
+@pytest.mark.parametrize("name, outputs", [("cnn", 7), ("resnet50", 1)])
+def test_the_cards_architecture_paragraph_gives_the_built_models_parameter_count(name, outputs):
+    import re
+
+    from dermcli.models.registry import describe, get_backend
+
+    stated = float(re.search(r"([\d.]+)M parameters", describe(name)).group(1))
+    built = sum(p.numel() for p in get_backend(name).build(outputs, {}).parameters()) / 1e6
+    assert abs(stated - built) < 0.05, (stated, built)

@@ -3,7 +3,7 @@
 
 CNN = ("The 7-class card's CNN on 28x28 RGB scaled to [0, 1]: four conv blocks (3x3 convs, padding 1) "
        "[3-32, pool, BN], [32-64-64, pool, BN], [64-128-128, pool, BN], [128-256-256, pool], then dropout 0.2 and "
-       "fully connected 256-256-128-64-32 (ReLU + BatchNorm1d each) and a final linear layer. 0.6M parameters.")
+       "fully connected 256-256-128-64-32 (ReLU + BatchNorm1d each) and a final linear layer. 1.3M parameters.")
 RESNET50 = ("torchvision ResNet50 at 224x224 with the binary card's head: global average pool, BN(2048), dropout 0.5, "
             "linear 512 + ReLU, BN(512), dropout 0.5, linear 256 + ReLU, dropout 0.3, linear output (sigmoid for binary). "
             "24.7M parameters.")
