@@ -132,9 +132,9 @@ def evaluate(weights: Path, data: Path, generated: list[dict[str, list[Path]]]) 
 def operating_points(distances: dict[str, np.ndarray]) -> list[dict]:
     """For each pass rate: the threshold it puts on the validation distances, and the share of each set above it.
     HAM10000 test is held-out dermoscopy; the non-dermoscopy test half is reported, never used to choose."""
-    val = distances["HAM10000 val"]
-    return [{"pass_rate": rate, "threshold": float(np.quantile(val, rate)),
-             **{name: float(np.mean(np.asarray(d) > np.quantile(val, rate))) for name, d in distances.items()}} for rate in PASS_RATES]
+    thresholds = {rate: float(np.quantile(distances["HAM10000 val"], rate)) for rate in PASS_RATES}
+    return [{"pass_rate": rate, "threshold": t, **{name: float(np.mean(np.asarray(d) > t)) for name, d in distances.items()}}
+            for rate, t in thresholds.items()]
 
 
 def operating_table(results: list[dict]) -> str:

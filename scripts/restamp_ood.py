@@ -26,6 +26,7 @@ from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.inference.export import restamp_onnx
 from dermcli.inference.loading import load_runner
 from dermcli.models.checkpoint import read_checkpoint, write_payload
+from dermcli.models.unusual import pass_threshold
 
 
 def val_distances(weights: Path, data: Path) -> np.ndarray:
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--pass-rate", type=float, required=True)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
     args = parser.parse_args()
-    threshold = float(np.quantile(val_distances(args.weights, args.data), args.pass_rate))
+    threshold = pass_threshold(val_distances(args.weights, args.data), args.pass_rate)
     payload = read_checkpoint(args.weights)
     write_payload(args.weights, {**payload, "meta": {**payload["meta"], "ood_threshold": threshold, "ood_pass_rate": args.pass_rate}})
     if args.weights.with_suffix(".onnx").is_file():

@@ -58,10 +58,10 @@ def models(
         rows = None  # the light install: its shipped models only
     shipped = shipped_table(match)
     shown = [r for r in rows or [] if match is None or match in r["model"]]
-    if not shown if rows is not None else not shipped.row_count:
+    if not (shipped.row_count if rows is None else shown):
         from dermcli.inference.predict import SHIPPED
 
-        names = [r["model"] for r in rows] if rows is not None else list(SHIPPED)
+        names = list(SHIPPED) if rows is None else [r["model"] for r in rows]
         close = difflib.get_close_matches(match, names, n=3, cutoff=0.0)
         raise DermcliError(f"no model name contains {match!r}" + (f"; closest: {', '.join(close)}" if close else "")
                            + ("" if timm else " (timm's models are listed with --timm)"))

@@ -9,7 +9,7 @@ from dermcli.core.files import write_text
 from dermcli.core.labels import sorted_labels
 from dermcli.data.split import SPLITS
 from dermcli.data.tables import PATIENT
-from dermcli.evaluation.formatting import fmt, num, overlap_sentence
+from dermcli.evaluation.formatting import fmt, num, ood_pass_rate, overlap_sentence
 from dermcli.evaluation.tracking import log_eval
 from dermcli.inference.predict import DISCLAIMER
 from dermcli.models.registry import describe
@@ -107,7 +107,7 @@ def model_card(folder: Path) -> Path:
               "- The test split is lesion-disjoint from training but from the same sources; it is not an external validation.",
               "- Probabilities are calibrated on the validation split only.",
               *(["- Images unlike the training images are flagged (distance of the penultimate features above the validation "
-                 f"split's {info.get('ood_pass_rate', 0.95):.1%} quantile, {info['ood_threshold']:.2f}); the flag screens out photographs and screenshots often, "
+                 f"split's {ood_pass_rate(info):.1%} quantile, {info['ood_threshold']:.2f}); the flag screens out photographs and screenshots often, "
                  "not always (README, Unusual images), and says nothing about rare lesion types seen in training."] if "ood_threshold" in info else []),
               "",
               "## Citation", "", CITATION, "", "## Licence", "",

@@ -17,6 +17,7 @@ from dermcli.data.label_set import chosen_table, model_truth
 from dermcli.data.overlap import SEEN, digest_column, seen_split
 from dermcli.data.split import GROUPLESS_WARNING, has_group_ids, load_split, select
 from dermcli.data.tables import METADATA
+from dermcli.evaluation.formatting import ood_pass_rate
 from dermcli.inference.loading import load_runner
 from dermcli.inference.predict import input_resolution, log_resampled
 from dermcli.inference.tta import check_tta, predict_scored
@@ -182,7 +183,7 @@ def malignant_view_info(info: dict) -> dict:
 
 
 def eval_info(meta: dict, distances: np.ndarray | None, threshold: float | None) -> dict:
-    ood = {} if distances is None else {"ood_threshold": meta["ood_threshold"], "ood_pass_rate": meta.get("ood_pass_rate", 0.95),
+    ood = {} if distances is None else {"ood_threshold": meta["ood_threshold"], "ood_pass_rate": ood_pass_rate(meta),
                                         "unusual_fraction": float(np.mean(distances > meta["ood_threshold"]))}
     return {"model": meta["backend"], "task": meta["task"], "class_names": meta["class_names"], "malignant": malignant_classes(meta),
             **({"data_malignant": meta["data_malignant"]} if "data_malignant" in meta else {}),

@@ -12,7 +12,7 @@ from dermcli.core.labels import has_binary_view, malignant_score, malignant_targ
 from dermcli.data.tables import read_csv
 from dermcli.evaluation import bootstrap
 from dermcli.evaluation.evaluate import EVAL_INFO, PREDICTIONS
-from dermcli.evaluation.formatting import fmt, num, overlap_sentence
+from dermcli.evaluation.formatting import fmt, num, ood_pass_rate, overlap_sentence
 from dermcli.evaluation.metrics import (
     auc_above_sensitivity,
     binary_summary,
@@ -108,7 +108,7 @@ def compute(info: dict, predictions: pd.DataFrame, resamples: int = 1000, seed: 
     result["intervals"] = {k: bootstrap.interval(v[1:]) for k, v in figures.items()}
     result["intervals_info"] = {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "lesion"}
     if "ood_score" in predictions.columns and "ood_threshold" in info:
-        result["unusual"] = {"threshold": info["ood_threshold"], "pass_rate": info.get("ood_pass_rate", 0.95), "fraction": float(np.mean(predictions["ood_score"].astype(float).to_numpy() > info["ood_threshold"]))}
+        result["unusual"] = {"threshold": info["ood_threshold"], "pass_rate": ood_pass_rate(info), "fraction": float(np.mean(predictions["ood_score"].astype(float).to_numpy() > info["ood_threshold"]))}
     result["confusion"] = np.bincount(y * len(names) + y_pred, minlength=len(names) ** 2).reshape(len(names), -1).tolist()
     result["y_pred"], result["y"], result["score"], result["y_mal"], result["decisions"] = y_pred, y, score, y_mal, d
     return result
@@ -218,7 +218,7 @@ def operating_points_section(r: dict, info: dict) -> list[str]:
 
 def unusual_line(u: dict) -> str:
     return (f"Flagged as unlike the training images: {u['fraction']:.1%} (distance above {u['threshold']:.2f}, "
-            f"the validation split's {u.get('pass_rate', 0.95):.1%} quantile).")
+            f"the validation split's {u['pass_rate']:.1%} quantile).")
 
 
 def write_reports(folder: Path, plots: bool = True) -> dict:

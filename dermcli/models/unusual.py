@@ -99,8 +99,8 @@ def fit_distance(features: np.ndarray, labels: np.ndarray) -> dict:
     return {"means": means.float(), "whitening": whitening.float()}
 
 
-def pass_threshold(val_distances: np.ndarray) -> float:
-    """The distance PASS_RATE of the validation images stay under."""
-    return float(np.quantile(val_distances, PASS_RATE))
+def pass_threshold(val_distances: np.ndarray, rate: float = PASS_RATE) -> float:
+    """The distance a share `rate` of the validation images stay under."""
+    return float(np.quantile(val_distances, rate))
 
 
