@@ -80,3 +80,34 @@ def test_an_ensembles_tta_is_its_default_and_its_calibration(members, tmp_path):
     assert load_model(path)[1]["tta"] == "flips"
     folder = evaluate(path, data, tmp_path / "e", split="val", engine="torch")
     assert json.loads((folder / "eval_info.json").read_text())["tta"] == "flips"
+
+
+@pytest.mark.slow
+def test_members_of_other_sizes_join_at_the_ensembles_input_size(tmp_path):
+    from dermcli.evaluation.card import model_card
+    from dermcli.evaluation.evaluate import evaluate
+    from dermcli.evaluation.report import write_reports
+
+    data = make_ham(tmp_path / "ham", lesions_per_class=3)
+    runs = [train(TrainConfig(data=str(data), out=str(tmp_path / f"s{size}"), model="resnet18", pretrained=False, input_size=size,
+                              epochs=1, batch_size=16, seed=size)) for size in (32, 48)]
+    with pytest.raises(DermcliError, match="input_size 48, not 32"):
+        make_ensemble(runs, data, tmp_path / "refused.pt")
+    path = make_ensemble(runs, data, tmp_path / "ens.pt", input_size=40)
+    ensemble, meta = load_model(path)
+    assert meta["input_size"] == 40 and [m["input_size"] for m in meta["members"]] == [32, 48]
+    images = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+    members = [load_model(r) for r in runs]  # each member run at 40 px with its own temperature
+    mean = np.mean([probabilities(TorchRunner(m, {**meta_, "input_size": 40}).logits(images), meta_["temperature"]) for m, meta_ in members], axis=0)
+    assert np.allclose(probabilities(TorchRunner(ensemble, meta).logits(images)), mean, atol=1e-5)
+    folder = evaluate(path, data, tmp_path / "e", split="val", engine="torch")
+    write_reports(folder, plots=False)
+    assert "trained at 32 px" in model_card(folder).read_text()
+
+
+def test_the_shared_size_given_changes_nothing_and_a_fixed_size_model_is_refused(members, tmp_path):
+    data, runs = members
+    same = load_model(make_ensemble(runs, data, tmp_path / "same.pt", input_size=28))[1]
+    assert same["val_metrics"] == load_model(make_ensemble(runs, data, tmp_path / "plain.pt"))[1]["val_metrics"]
+    with pytest.raises(DermcliError, match=r"seed1/best.pt: this model cannot run at --input-size 32"):
+        make_ensemble(runs, data, tmp_path / "bigger.pt", input_size=32)

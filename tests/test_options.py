@@ -34,6 +34,7 @@ ACCEPTED = {
     ("eval", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
     ("predict", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
     ("serve", "--port", "0"): "0: a free port, chosen by the system",
+    ("ensemble", "--input-size", "0"): "0: the members' shared size (the default)",
 }
 
 

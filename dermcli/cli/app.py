@@ -170,12 +170,14 @@ def ensemble(
     out: Annotated[Path, typer.Option(help="The ensemble checkpoint to write (its split goes to OUT-without-suffix/split.csv).")],
     target_sensitivity: Annotated[float, ranged("target-sensitivity", "Sensitivity the val-tuned decision threshold reaches.")] = 0.90,
     tta: Annotated[str, typer.Option(help="Default test-time augmentation of the ensemble (none, flips, dihedral), used in its calibration too.")] = "none",
+    input_size: Annotated[int, ranged("input-size", "Run every member at this size, members trained at other sizes too (train small, "
+                                             "test larger: FixRes); 0 = the members' shared size.", zero_allowed=True)] = 0,
 ):
     """Average several checkpoints into one, calibrated on their shared validation split."""
     from dermcli.training.ensemble import make_ensemble
 
     with progress_bars() as track:
-        path = make_ensemble(weights, data, out, target_sensitivity, tta, track, log)
+        path = make_ensemble(weights, data, out, target_sensitivity, tta, track, log, input_size)
     console.print(f"ensemble checkpoint: {path}")
 
 

@@ -10,13 +10,14 @@ import typer
 from dermcli.core.options import RANGES, check, help_with_range
 
 
-def range_check(name: str):
-    return lambda value: check(name, value)
+def range_check(name: str, zero_allowed: bool = False):
+    return lambda value: value if zero_allowed and value == 0 else check(name, value)
 
 
-def ranged(name: str, text: str, **kwargs):
-    """A numeric option whose help text and check both come from core.options.RANGES[name]."""
-    return typer.Option(help=help_with_range(name, text), callback=range_check(name), **kwargs)
+def ranged(name: str, text: str, zero_allowed: bool = False, **kwargs):
+    """A numeric option whose help text and check both come from core.options.RANGES[name]; `zero_allowed`: 0 also
+    passes (an option whose 0 means "the default")."""
+    return typer.Option(help=help_with_range(name, text), callback=range_check(name, zero_allowed), **kwargs)
 
 
 def config_options(cls) -> list[inspect.Parameter]:

@@ -77,8 +77,8 @@ def model_card(folder: Path) -> Path:
              + overlap_sentence(info), "",
              "## Architecture", "", describe(info["model"]), ""]
     if info.get("members"):
-        lines += ["Members (each with its own validation metrics):", ""] + [
-            f"- `{public_path(m['weights'])}` ({m['backend']}): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
+        lines += ["Members (each with its own validation metrics, at the size it trained at):", ""] + [
+            f"- `{public_path(m['weights'])}` ({m['backend']}" + (f", trained at {m['input_size']} px" if "input_size" in m else "") + "): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
     if config:
         lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in card_config(config, info["model"]).items()])
         threshold = ("No benign/malignant view: no decision threshold" if info["threshold"] is None else
