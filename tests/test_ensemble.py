@@ -111,3 +111,21 @@ def test_the_shared_size_given_changes_nothing_and_a_fixed_size_model_is_refused
     assert same["val_metrics"] == load_model(make_ensemble(runs, data, tmp_path / "plain.pt"))[1]["val_metrics"]
     with pytest.raises(DermcliError, match=r"seed1/best.pt: this model cannot run at --input-size 32"):
         make_ensemble(runs, data, tmp_path / "bigger.pt", input_size=32)
+
+
+def test_the_subset_benchmark_scores_a_subset_as_the_ensemble_ships_it(members, tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import ensembles
+
+    data, runs = members
+    shipped = load_model(make_ensemble(runs, data, tmp_path / "ens.pt", tta="flips"))[1]
+    monkeypatch.setattr(sys, "argv", ["ensembles.py", *map(str, runs), "--data", str(data), "--sizes", "28", "--tta", "flips",
+                                      "--views", str(tmp_path / "views"), "--json", str(tmp_path / "rows.json")])
+    ensembles.main()
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [len(r["members"]) for r in rows] == [1, 1, 2] and len(list((tmp_path / "views").glob("*.npy"))) == 2
+    both = rows[-1]  # the temperature is fitted to every probability of every view: it checks the whole chain
+    assert both["temperature"] == pytest.approx(shipped["temperature"], abs=1e-6)
+    # (not the AUCs: these barely trained members tie in float32, the ensemble's precision, and not in float64)
+    assert {k: both[k] for k in ("accuracy", "macro_f1")} == {k: shipped["val_metrics"][k] for k in ("accuracy", "macro_f1")}

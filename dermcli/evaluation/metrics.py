@@ -178,6 +178,13 @@ def fit_temperature(logits: np.ndarray | list[np.ndarray], y_true: np.ndarray) -
     return float(np.exp(_golden_section_minimum(loss, grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 1e-4)))
 
 
+def calibrated_mean(views: list[np.ndarray], y_true: np.ndarray) -> tuple[float, np.ndarray]:
+    """The temperature fitted to the views' logits of the same images, and the mean of their probabilities at it:
+    the calibration an ensemble (or a model with test-time augmentation) is shipped with."""
+    temperature = fit_temperature(views, y_true)
+    return temperature, np.mean([probabilities(v, temperature) for v in views], axis=0)
+
+
 def temperature_note(temperature: float) -> str | None:
     """A warning when a fitted temperature sits at an edge of its search range, else None."""
     low, high = TEMPERATURE_RANGE

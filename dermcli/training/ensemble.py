@@ -20,13 +20,12 @@ from dermcli.data.cache import cached_images
 from dermcli.data.label_set import chosen_table
 from dermcli.data.split import load_split, save_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
-from dermcli.evaluation.metrics import fit_temperature, temperature_note, threshold_for_sensitivity
+from dermcli.evaluation.metrics import calibrated_mean, temperature_note, threshold_for_sensitivity
 from dermcli.inference.runners import TorchRunner
 from dermcli.inference.tta import check_tta, view_outputs
 from dermcli.models.checkpoint import read_checkpoint, save_checkpoint
 from dermcli.models.ensemble import Ensemble
 from dermcli.models.loading import build_model
-from dermcli.models.outputs import probabilities
 from dermcli.training.objectives import validation_metrics
 from dermcli.training.unusual import add_statistics
 
@@ -68,10 +67,9 @@ def calibrate(model: Ensemble, meta: dict, val, tta: str, target_sensitivity: fl
     y = np.array(model_targets(val["dx"], meta))
     pixels = cached_images(val["path"].tolist(), meta["input_size"], track)
     views = list(view_outputs(TorchRunner(model, meta), pixels, tta, track=track)[0])
-    temperature = fit_temperature(views, y)
+    temperature, probs = calibrated_mean(views, y)
     if note := temperature_note(temperature):
         log(note)
-    probs = np.mean([probabilities(v, temperature) for v in views], axis=0)
     threshold = (threshold_for_sensitivity(malignant_targets(y, meta), malignant_score(probs, meta), target_sensitivity)
                  if has_binary_view(meta) else None)
     val_metrics = validation_metrics(y, np.log(np.clip(probs, 1e-12, 1)), meta["task"])  # log-probabilities: logits of probs

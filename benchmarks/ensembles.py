@@ -1,0 +1,87 @@
+"""Which members, at which test size: the validation figures of every subset of some checkpoints, at each size.
+
+    python benchmarks/ensembles.py A.pt B.pt C.pt --sizes 192,224 --tta dihedral --data ../shared/data/ham10000 \
+        --views runs/val_views --json benchmarks/ensembles.json
+
+Validation only: the test split is never read, so the default can be chosen here and tested once. A subset of one is
+a model alone at a test size other than its training one (FixRes: trained on random resized crops, a model sees
+objects larger than whole images show them, and a larger test size matches the two). Each subset is scored as
+`dermcli ensemble --input-size SIZE --tta TTA` would ship it: the mean of its members' probabilities (each at its
+own temperature), views averaged at the temperature fitted to them on these same validation images. Every member's
+view logits are computed once per size and kept in --views (keyed by checkpoint, size and views).
+"""
+
+import argparse
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dermcli.core.labels import malignant_score, malignant_targets, model_targets
+from dermcli.data.cache import cached_images
+from dermcli.data.label_set import chosen_table
+from dermcli.data.split import load_split, select
+from dermcli.evaluation.evaluate import resolve_split_file
+from dermcli.evaluation.metrics import calibrated_mean, multiclass_summary, roc_auc
+from dermcli.inference.runners import TorchRunner
+from dermcli.inference.tta import view_outputs
+from dermcli.models.outputs import probabilities
+
+# Issue 24's bars for the default, on test; shown here against validation only to rank candidates
+BARS = {"accuracy": 0.85, "balanced_accuracy": 0.75, "macro_f1": 0.72, "macro_auc": 0.96, "malignant_auc": 0.94}
+
+
+def member_views(weights: Path, val, size: int, tta: str, store: Path) -> tuple[np.ndarray, dict]:
+    """(views, N, K) validation logits of one checkpoint at `size`, and its metadata; computed once, then read."""
+    runner = TorchRunner.load(weights)
+    key = hashlib.sha256(f"{weights.resolve()}:{weights.stat().st_mtime_ns}:{size}:{tta}".encode()).hexdigest()[:16]
+    path = store / f"{weights.stem}_{size}_{tta}_{key}.npy"
+    if not path.is_file():
+        meta = {**runner.meta, "input_size": size}
+        logits = view_outputs(TorchRunner(runner.model, meta), cached_images(val["path"].tolist(), size), tta)[0]
+        store.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".partial.npy"), logits)
+        path.with_suffix(".partial.npy").replace(path)
+    return np.load(path), runner.meta
+
+
+def subset_figures(views: list[np.ndarray], temperatures: list[float], y: np.ndarray, meta: dict) -> dict:
+    """Figures of the members' mean (models.ensemble.Ensemble's output) calibrated over the views."""
+    mean = [np.log(np.clip(np.mean([probabilities(v[i], t) for v, t in zip(views, temperatures)], axis=0), 1e-12, 1))
+            for i in range(len(views[0]))]
+    temperature, probs = calibrated_mean(mean, y)
+    summary = multiclass_summary(y, probs)
+    return {**{k: summary[k] for k in list(BARS)[:4]}, "malignant_auc": roc_auc(malignant_targets(y, meta), malignant_score(probs, meta)),
+            "temperature": temperature}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("weights", type=Path, nargs="+")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
+    parser.add_argument("--sizes", default="224", help="Test sizes, comma-separated.")
+    parser.add_argument("--tta", default="dihedral", help="none, flips or dihedral.")
+    parser.add_argument("--views", type=Path, default=Path("runs/val_views"), help="Where the members' view logits are kept.")
+    parser.add_argument("--json", type=Path, help="Also write the rows here.")
+    args = parser.parse_args()
+    first = TorchRunner.load(args.weights[0]).meta
+    val = select(chosen_table({**first.get("config", {}), "data": str(args.data)}), load_split(resolve_split_file(args.weights[0], None)), "val")
+    y = np.array(model_targets(val["dx"], first))
+    rows = []
+    for size in map(int, args.sizes.split(",")):
+        members = [member_views(w, val, size, args.tta, args.views) for w in args.weights]
+        for chosen in (c for n in range(1, len(members) + 1) for c in itertools.combinations(range(len(members)), n)):
+            row = {"members": [str(args.weights[i]) for i in chosen], "size": size, "tta": args.tta,
+                   **subset_figures([members[i][0] for i in chosen], [members[i][1]["temperature"] for i in chosen], y, first)}
+            row["bars_met"] = sum(row[k] >= bar for k, bar in BARS.items())
+            rows.append(row)
+            print(f"{size} px, {' + '.join(Path(m).parent.name or m for m in row['members'])}: "
+                  + ", ".join(f"{k} {row[k]:.4f}" for k in BARS) + f", bars met {row['bars_met']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
