@@ -15,45 +15,51 @@ import argparse
 import hashlib
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from dermcli.core.labels import malignant_score, malignant_targets, model_targets
-from dermcli.data.cache import cached_images
+from dermcli.data.cache import cache_key, cached_images
 from dermcli.data.label_set import chosen_table
 from dermcli.data.split import load_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.evaluation.metrics import calibrated_mean, multiclass_summary, roc_auc
 from dermcli.inference.runners import TorchRunner
 from dermcli.inference.tta import view_outputs
+from dermcli.models.checkpoint import read_checkpoint
 from dermcli.models.outputs import probabilities
+from dermcli.training.ensemble import SHARED, check_members
 
 # Issue 24's bars for the default, on test; shown here against validation only to rank candidates
 BARS = {"accuracy": 0.85, "balanced_accuracy": 0.75, "macro_f1": 0.72, "macro_auc": 0.96, "malignant_auc": 0.94}
 
 
-def member_views(weights: Path, val, size: int, tta: str, store: Path) -> tuple[np.ndarray, dict]:
-    """(views, N, K) validation logits of one checkpoint at `size`, and its metadata; computed once, then read."""
-    runner = TorchRunner.load(weights)
-    key = hashlib.sha256(f"{weights.resolve()}:{weights.stat().st_mtime_ns}:{size}:{tta}".encode()).hexdigest()[:16]
-    path = store / f"{weights.stem}_{size}_{tta}_{key}.npy"
+def member_views(weights: Path, val, size: int, tta: str, store: Path) -> np.ndarray:
+    """(views, N, K) validation logits of one checkpoint at `size`; computed once (per checkpoint file, images,
+    size and views), then read."""
+    images = cache_key(val["path"].tolist(), size)
+    key = hashlib.sha256(f"{weights.resolve()}:{weights.stat().st_mtime_ns}:{images}:{tta}".encode()).hexdigest()[:16]
+    path = store / f"{weights.parent.name}_{weights.stem}_{size}_{tta}_{key}.npy"
     if not path.is_file():
-        meta = {**runner.meta, "input_size": size}
-        logits = view_outputs(TorchRunner(runner.model, meta), cached_images(val["path"].tolist(), size), tta)[0]
+        runner = TorchRunner.load(weights)
+        logits = view_outputs(TorchRunner(runner.model, {**runner.meta, "input_size": size}), cached_images(val["path"].tolist(), size), tta)[0]
         store.mkdir(parents=True, exist_ok=True)
-        np.save(path.with_suffix(".partial.npy"), logits)
-        path.with_suffix(".partial.npy").replace(path)
-    return np.load(path), runner.meta
+        partial = path.with_suffix(f".{os.getpid()}.partial.npy")
+        np.save(partial, logits)
+        partial.replace(path)
+    return np.load(path)
 
 
 def subset_figures(views: list[np.ndarray], temperatures: list[float], y: np.ndarray, meta: dict) -> dict:
     """Figures of the members' mean (models.ensemble.Ensemble's output) calibrated over the views."""
+    # models.ensemble.Ensemble's forward, for several classes (this table is of the 7-class default)
     mean = [np.log(np.clip(np.mean([probabilities(v[i], t) for v, t in zip(views, temperatures)], axis=0), 1e-12, 1))
             for i in range(len(views[0]))]
     temperature, probs = calibrated_mean(mean, y)
     summary = multiclass_summary(y, probs)
-    return {**{k: summary[k] for k in list(BARS)[:4]}, "malignant_auc": roc_auc(malignant_targets(y, meta), malignant_score(probs, meta)),
+    return {**{k: summary[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")}, "malignant_auc": roc_auc(malignant_targets(y, meta), malignant_score(probs, meta)),
             "temperature": temperature}
 
 
@@ -66,15 +72,18 @@ def main() -> None:
     parser.add_argument("--views", type=Path, default=Path("runs/val_views"), help="Where the members' view logits are kept.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args()
-    first = TorchRunner.load(args.weights[0]).meta
-    val = select(chosen_table({**first.get("config", {}), "data": str(args.data)}), load_split(resolve_split_file(args.weights[0], None)), "val")
+    metas = [read_checkpoint(w)["meta"] for w in args.weights]
+    splits = [load_split(resolve_split_file(w, None)) for w in args.weights]
+    check_members(args.weights, metas, splits, tuple(k for k in SHARED if k != "input_size"))  # one split, one class list
+    first = metas[0]
+    val = select(chosen_table({**first.get("config", {}), "data": str(args.data)}), splits[0], "val")
     y = np.array(model_targets(val["dx"], first))
     rows = []
     for size in map(int, args.sizes.split(",")):
-        members = [member_views(w, val, size, args.tta, args.views) for w in args.weights]
-        for chosen in (c for n in range(1, len(members) + 1) for c in itertools.combinations(range(len(members)), n)):
+        views = [member_views(w, val, size, args.tta, args.views) for w in args.weights]
+        for chosen in (c for n in range(1, len(views) + 1) for c in itertools.combinations(range(len(views)), n)):
             row = {"members": [str(args.weights[i]) for i in chosen], "size": size, "tta": args.tta,
-                   **subset_figures([members[i][0] for i in chosen], [members[i][1]["temperature"] for i in chosen], y, first)}
+                   **subset_figures([views[i] for i in chosen], [metas[i]["temperature"] for i in chosen], y, first)}
             row["bars_met"] = sum(row[k] >= bar for k, bar in BARS.items())
             rows.append(row)
             print(f"{size} px, {' + '.join(Path(m).parent.name or m for m in row['members'])}: "

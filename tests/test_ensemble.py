@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -82,8 +83,21 @@ def test_an_ensembles_tta_is_its_default_and_its_calibration(members, tmp_path):
     assert json.loads((folder / "eval_info.json").read_text())["tta"] == "flips"
 
 
+def benchmark_rows(runs, data, tmp_path, monkeypatch, sizes: str, tta: str) -> list[dict]:
+    """benchmarks/ensembles.py's rows for these checkpoints (every subset, at each size)."""
+    import sys
+
+    from benchmarks import ensembles
+
+    out = tmp_path / f"rows_{sizes}_{tta}.json"
+    monkeypatch.setattr(sys, "argv", ["ensembles.py", *map(str, runs), "--data", str(data), "--sizes", sizes, "--tta", tta,
+                                      "--views", str(tmp_path / "views"), "--json", str(out)])
+    ensembles.main()
+    return json.loads(out.read_text())
+
+
 @pytest.mark.slow
-def test_members_of_other_sizes_join_at_the_ensembles_input_size(tmp_path):
+def test_members_of_other_sizes_join_at_the_ensembles_input_size(tmp_path, monkeypatch):
     from dermcli.evaluation.card import model_card
     from dermcli.evaluation.evaluate import evaluate
     from dermcli.evaluation.report import write_reports
@@ -97,9 +111,12 @@ def test_members_of_other_sizes_join_at_the_ensembles_input_size(tmp_path):
     ensemble, meta = load_model(path)
     assert meta["input_size"] == 40 and [m["input_size"] for m in meta["members"]] == [32, 48]
     images = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
-    members = [load_model(r) for r in runs]  # each member run at 40 px with its own temperature
-    mean = np.mean([probabilities(TorchRunner(m, {**meta_, "input_size": 40}).logits(images), meta_["temperature"]) for m, meta_ in members], axis=0)
+    mean = np.mean([probabilities(TorchRunner(*load_model(r)).logits(images), load_model(r)[1]["temperature"]) for r in runs], axis=0)
     assert np.allclose(probabilities(TorchRunner(ensemble, meta).logits(images)), mean, atol=1e-5)
+    # calibrated on validation images decoded at 40 px, not at a member's own size
+    at = {size: benchmark_rows(runs, data, tmp_path, monkeypatch, str(size), "none")[-1]["temperature"] for size in (32, 40)}
+    assert meta["temperature"] == pytest.approx(at[40], rel=1e-3) and meta["temperature"] != pytest.approx(at[32], rel=1e-3)
+    assert "pixels_40px" in pd.read_csv(tmp_path / "ens" / "split.csv").columns  # what a later eval checks other data against
     folder = evaluate(path, data, tmp_path / "e", split="val", engine="torch")
     write_reports(folder, plots=False)
     assert "trained at 32 px" in model_card(folder).read_text()
@@ -114,18 +131,14 @@ def test_the_shared_size_given_changes_nothing_and_a_fixed_size_model_is_refused
 
 
 def test_the_subset_benchmark_scores_a_subset_as_the_ensemble_ships_it(members, tmp_path, monkeypatch):
-    import sys
-
-    from benchmarks import ensembles
-
     data, runs = members
     shipped = load_model(make_ensemble(runs, data, tmp_path / "ens.pt", tta="flips"))[1]
-    monkeypatch.setattr(sys, "argv", ["ensembles.py", *map(str, runs), "--data", str(data), "--sizes", "28", "--tta", "flips",
-                                      "--views", str(tmp_path / "views"), "--json", str(tmp_path / "rows.json")])
-    ensembles.main()
-    rows = json.loads((tmp_path / "rows.json").read_text())
+    rows = benchmark_rows(runs, data, tmp_path, monkeypatch, "28", "flips")
     assert [len(r["members"]) for r in rows] == [1, 1, 2] and len(list((tmp_path / "views").glob("*.npy"))) == 2
     both = rows[-1]  # the temperature is fitted to every probability of every view: it checks the whole chain
-    assert both["temperature"] == pytest.approx(shipped["temperature"], abs=1e-6)
+    assert both["temperature"] == pytest.approx(shipped["temperature"], rel=1e-3)
     # (not the AUCs: these barely trained members tie in float32, the ensemble's precision, and not in float64)
     assert {k: both[k] for k in ("accuracy", "macro_f1")} == {k: shipped["val_metrics"][k] for k in ("accuracy", "macro_f1")}
+    other_split = train(TrainConfig(data=str(data), out=str(tmp_path / "split7"), epochs=1, batch_size=16, split_seed=7))
+    with pytest.raises(DermcliError, match="its split differs"):  # scored on the first one's validation images, it would leak
+        benchmark_rows([runs[0], other_split], data, tmp_path, monkeypatch, "28", "flips")

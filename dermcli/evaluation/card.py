@@ -61,6 +61,11 @@ def card_config(config: dict, model: str) -> dict:
     return shown
 
 
+def member_line(member: dict) -> str:
+    size = f", trained at {member['input_size']} px" if "input_size" in member else ""  # ensembles made before --input-size lack it
+    return f"- `{public_path(member['weights'])}` ({member['backend']}{size}): " + ", ".join(f"{k} {num(v)}" for k, v in member["val_metrics"].items())
+
+
 def model_card(folder: Path) -> Path:
     folder = Path(folder)
     info = json.loads((folder / "eval_info.json").read_text())
@@ -77,8 +82,7 @@ def model_card(folder: Path) -> Path:
              + overlap_sentence(info), "",
              "## Architecture", "", describe(info["model"]), ""]
     if info.get("members"):
-        lines += ["Members (each with its own validation metrics, at the size it trained at):", ""] + [
-            f"- `{public_path(m['weights'])}` ({m['backend']}" + (f", trained at {m['input_size']} px" if "input_size" in m else "") + "): " + ", ".join(f"{k} {num(v)}" for k, v in m["val_metrics"].items()) for m in info["members"]] + [""]
+        lines += ["Members (each with its own validation metrics):", ""] + [member_line(m) for m in info["members"]] + [""]
     if config:
         lines += ["## Training configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in card_config(config, info["model"]).items()])
         threshold = ("No benign/malignant view: no decision threshold" if info["threshold"] is None else

@@ -1,8 +1,9 @@
 """`dermcli ensemble A.pt B.pt … --data DATA --out ens.pt`: one checkpoint that averages its members.
 
 Members must share task, class list, input size, preprocessing and split (refused, naming the first
-mismatch). With --input-size, every member runs at that size instead, so members trained at other sizes join
-(FixRes: train small, test larger, the objects' apparent size then matching that of random-resized-crop training). The average's temperature and decision threshold are fitted on the shared validation split,
+mismatch). With --input-size, every member runs at that size instead, so members trained at other sizes
+join (FixRes: train small, test larger, the objects' apparent size then matching that of random-resized-crop
+training). The average's temperature and decision threshold are fitted on the shared validation split,
 and the split is saved beside the file (ens/split.csv), so `eval`, `predict`, `export` and `report --card`
 take the ensemble as they take any checkpoint.
 """
@@ -18,6 +19,7 @@ from dermcli.core.labels import has_binary_view, malignant_classes, malignant_sc
 from dermcli.core.options import check
 from dermcli.data.cache import cached_images
 from dermcli.data.label_set import chosen_table
+from dermcli.data.overlap import record_digests
 from dermcli.data.split import load_split, save_split, select
 from dermcli.evaluation.evaluate import resolve_split_file
 from dermcli.evaluation.metrics import calibrated_mean, temperature_note, threshold_for_sensitivity
@@ -57,7 +59,7 @@ def check_size(model: Ensemble, weights: list[Path], size: int) -> None:
         try:
             with torch.no_grad():
                 member(torch.zeros(1, 3, size, size))
-        except RuntimeError:
+        except (RuntimeError, AssertionError, ValueError):  # a shape mismatch, or a ViT's own size check
             raise DermcliError(f"{path}: this model cannot run at --input-size {size}") from None
 
 
@@ -100,16 +102,19 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
                      [m["temperature"] for m in metas]).eval()
     check_size(model, weights, first["input_size"])
 
-    val = select(chosen_table({**first.get("config", {}), "data": str(data)}), splits[0], "val")
+    table = chosen_table({**first.get("config", {}), "data": str(data)})
+    val = select(table, splits[0], "val")
     fitted = calibrate(model, first, val, tta, target_sensitivity, track, log)
     meta = {**{k: first[k] for k in SHARED}, **{k: first[k] for k in RECORDED if k in first}, "backend": "ensemble",
             "model_options": {"members": members}, **fitted, "tta": tta, "split_seed": first.get("split_seed"),
             "members": [{"weights": str(w), "backend": m["backend"], "input_size": m["input_size"], "val_metrics": m.get("val_metrics", {})}
                         for w, m in zip(weights, metas)],
             "config": {**{k: v for k, v in first.get("config", {}).items() if k in DATA_OPTIONS}, "members": [str(w) for w in weights],
-                       "data": str(data), "target_sensitivity": target_sensitivity, "tta": tta, "input_size": input_size}}
+                       "data": str(data), "target_sensitivity": target_sensitivity, "tta": tta, "input_size": first["input_size"]}}
     save_checkpoint(out, model, meta)
     save_split(splits[0], out.with_suffix("") / "split.csv")
+    # the pixel digests a later eval checks other data against, at the size the ensemble decodes images at
+    record_digests(out.with_suffix("") / "split.csv", splits[0], [select(table, splits[0], "train"), val], first["input_size"], track)
     # its own unusual-image statistics (of its last member's features), so its predictions carry the warning too
     ood = add_statistics(out, Path(data), out.with_suffix("") / "split.csv", track)
     log(f"unusual-image distance above {ood['ood_threshold']:.2f} ({ood['ood_pass_rate']:.1%} of val below)")
