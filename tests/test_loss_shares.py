@@ -69,7 +69,8 @@ def _epoch(rank: int, processes: int, init_file: str, results: dict) -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         epoch_loss = train_one_epoch(world.wrap(model), batches, y, loss, optimizer, np.random.default_rng(3), 10 // processes, world=world)
         results[combination] = (epoch_loss, [p.detach().clone() for p in model.parameters()])
-    if processes > 1:
+    if processes > 1:  # both past their last collective before gloo's teardown: one aborted (SIGABRT) once without it
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
