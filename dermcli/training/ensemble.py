@@ -32,6 +32,7 @@ from dermcli.training.objectives import validation_metrics
 from dermcli.training.unusual import add_statistics
 
 SHARED = ("task", "class_names", "input_size", "preprocessing")
+SHARED_AT_ANY_SIZE = tuple(k for k in SHARED if k != "input_size")  # members run at one --input-size
 # training_resolution: of the shared split's training images; the label set's grouping (members trained before either lack it)
 RECORDED = ("training_resolution", "malignant", "data_classes", "data_malignant")
 # how the members read their data and chose its labels: the ensemble reads it the same way (its statistics, its evals)
@@ -95,7 +96,7 @@ def make_ensemble(weights: list[Path], data: Path, out: Path, target_sensitivity
     checkpoints = [read_checkpoint(w) for w in weights]
     metas = [c["meta"] for c in checkpoints]
     splits = [load_split(resolve_split_file(w, None)) for w in weights]
-    check_members(weights, metas, splits, tuple(k for k in SHARED if not (input_size and k == "input_size")))
+    check_members(weights, metas, splits, SHARED_AT_ANY_SIZE if input_size else SHARED)
     first = {**metas[0], "input_size": input_size or metas[0]["input_size"]}
     members = [{**{k: m[k] for k in MEMBER_KEYS}, "weights": str(w)} for w, m in zip(weights, metas)]
     model = Ensemble([build_model(m, c["state_dict"], str(w)) for w, m, c in zip(weights, metas, checkpoints)],
