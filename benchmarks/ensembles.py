@@ -52,12 +52,17 @@ def member_views(weights: Path, val, size: int, tta: str, store: Path) -> np.nda
     return np.load(path)
 
 
-def subset_figures(views: list[np.ndarray], temperatures: list[float], y: np.ndarray, meta: dict) -> dict:
-    """Figures of the members' mean, calibrated over the views. The mean is models.ensemble.Ensemble's output for
-    several classes (this table is of the 7-class default)."""
+def subset_probs(views: list[np.ndarray], temperatures: list[float], y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The temperature and probabilities of the members' mean, calibrated over the views. The mean is
+    models.ensemble.Ensemble's output for several classes (this table is of the 7-class default)."""
     mean = [np.log(np.clip(np.mean([probabilities(v[i], t) for v, t in zip(views, temperatures)], axis=0), 1e-12, 1))
             for i in range(len(views[0]))]
-    temperature, probs = calibrated_mean(mean, y)
+    return calibrated_mean(mean, y)
+
+
+def subset_figures(views: list[np.ndarray], temperatures: list[float], y: np.ndarray, meta: dict) -> dict:
+    """Figures of subset_probs."""
+    temperature, probs = subset_probs(views, temperatures, y)
     summary = multiclass_summary(y, probs)
     return {**{k: summary[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
             "malignant_auc": roc_auc(malignant_targets(y, meta), malignant_score(probs, meta)), "temperature": temperature}

@@ -142,3 +142,25 @@ def test_the_subset_benchmark_scores_a_subset_as_the_ensemble_ships_it(members, 
     other_split = train(TrainConfig(data=str(data), out=str(tmp_path / "split7"), epochs=1, batch_size=16, split_seed=7))
     with pytest.raises(DermcliError, match="its split differs"):  # scored on the first one's validation images, it would leak
         benchmark_rows([runs[0], other_split], data, tmp_path, monkeypatch, "28", "flips")
+
+
+def test_the_contrasts_benchmark_differences_are_paired_and_the_prior_power_trades_accuracy(members, tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import contrasts
+
+    data, runs = members
+    out = tmp_path / "contrasts.json"
+    pair, single = ",".join(map(str, runs)), str(runs[1])
+    monkeypatch.setattr(sys, "argv", ["contrasts.py", f"28:{pair}", f"28:{single}", f"28:{pair}", "--powers", "0,1", "--data", str(data),
+                                      "--tta", "flips", "--views", str(tmp_path / "views"), "--resamples", "200", "--json", str(out)])
+    contrasts.main()
+    rows = json.loads(out.read_text())
+    reference, single_rows, again = rows[:2], rows[2:4], rows[4:]
+    assert all(r["difference_95"] == {f: [0.0, 0.0] for f in contrasts.DECISION_FIGURES} for r in (reference[0], again[0]))
+    assert {k: single_rows[0][k] for k in ("accuracy", "macro_auc")} == {k: benchmark_rows([runs[1]], data, tmp_path, monkeypatch, "28", "flips")[0][k]
+                                                                         for k in ("accuracy", "macro_auc")}
+    assert reference[1]["macro_auc"] == reference[0]["macro_auc"]  # the prior moves decisions, never the probabilities
+    probs = np.array([[0.6, 0.4], [0.3, 0.7]])
+    assert contrasts.decided(probs, np.array([0.9, 0.1]), 0).tolist() == [0, 1]
+    assert contrasts.decided(probs, np.array([0.9, 0.1]), 1).tolist() == [1, 1]  # 0.6 / 0.9 < 0.4 / 0.1
