@@ -35,6 +35,8 @@ ACCEPTED = {
     ("predict", "--threshold", "0"): "every image called malignant: a valid, if extreme, operating point",
     ("serve", "--port", "0"): "0: a free port, chosen by the system",
     ("ensemble", "--input-size", "0"): "0: the members' shared size (the default)",
+    ("train", "--input-size", "0"): "0: the model's own size (the default)",
+    ("train", "--finetune-lr", "0"): "0: --lr / 10 (the default)",
 }
 
 
