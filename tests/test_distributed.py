@@ -107,6 +107,28 @@ def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(re
     assert rows == len(pd.read_csv(real_subset / "HAM10000_metadata.csv"))
 
 
+LEAVING = """
+import atexit, sys
+import torch.distributed as dist
+from dermcli.cli.console import run_guarded
+from dermcli.core.errors import DermcliError
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+atexit.register(lambda: print("the interpreter's exit ran", file=sys.stderr))
+def command():
+    print("done", end="")  # no newline, to a pipe: still in the buffer at the end
+    if sys.argv[2] == "fails":
+        raise DermcliError("it failed")
+    return 3
+run_guarded(command)
+"""
+
+
+@pytest.mark.parametrize("outcome, code, err", [("returns", 3, ""), ("fails", 1, "error: it failed")])
+def test_a_process_of_a_job_leaves_it_with_its_status_and_output_but_not_through_the_interpreters_exit(tmp_path, outcome, code, err):
+    ended = subprocess.run([sys.executable, "-c", LEAVING, str(tmp_path / "init"), outcome], capture_output=True, text=True, timeout=120)
+    assert (ended.returncode, ended.stdout, ended.stderr.strip()) == (code, "done", err)
+
+
 def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_dir):
     from dermcli.training.crossval import train_folds
 

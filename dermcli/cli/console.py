@@ -81,19 +81,29 @@ EXTRA_OF = {"torch": "train", "torchvision": "train", "torchcam": "train", "onnx
 
 
 def run_guarded(command, *args, **kwargs) -> None:
-    """Run a command and exit: a DermcliError is one red line (exit 1, or its exit_code), Ctrl-C exits 130,
-    a bug of ours is one line too (exit 2) unless DERMCLI_DEBUG is set; an int return is the exit status."""
+    """Run a command and exit with its status (see `guarded_status`); a process of a torchrun job leaves it first."""
+    status = guarded_status(command, *args, **kwargs)
+    if "torch.distributed" in sys.modules:  # not loaded, no job was joined (and `--help` stays light)
+        from dermcli.runtime.distributed import leave
+
+        leave(status)
+    sys.exit(status)
+
+
+def guarded_status(command, *args, **kwargs) -> int:
+    """A command's exit status: a DermcliError is one red line (1, or its exit_code), Ctrl-C is 130, a bug of
+    ours is one line too (2) unless DERMCLI_DEBUG is set; an int return is the status."""
     try:
-        status = command(*args, **kwargs)
+        return command(*args, **kwargs) or 0
     except DermcliError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # "dermcli[timm]" is no markup
-        sys.exit(getattr(e, "exit_code", 1))
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:  # files are written atomically, so stopping here leaves nothing half-written
         err_console.print("interrupted", highlight=False)
-        sys.exit(130)
+        return 130
     except BrokenPipeError:  # `dermcli predict ... | head -1`: the reader has gone, so end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor complain when Python flushes stdout at exit
-        sys.exit(0)
+        return 0
     except Exception as e:
         if os.environ.get("DERMCLI_DEBUG"):
             raise
@@ -101,10 +111,9 @@ def run_guarded(command, *args, **kwargs) -> None:
         if isinstance(e, ModuleNotFoundError) and (extra := EXTRA_OF.get(e.name or "")):
             needed = escape(f'pip install "dermcli[{extra}]"')
             err_console.print(f"[red]error:[/red] this needs {e.name}, which dermcli's light install leaves out: {needed}", highlight=False)
-            sys.exit(1)
+            return 1
         err_console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (set DERMCLI_DEBUG=1 for the traceback)", highlight=False)
-        sys.exit(2)
-    sys.exit(status or 0)
+        return 2
 
 
 def predict_command(inputs: list[str], weights: Path | None = None, model: str | None = None, threshold: float | None = None,
