@@ -108,7 +108,7 @@ def test_two_process_cnn_resumes_only_with_two_processes_and_evaluates_as_one(re
 
 
 LEAVING = """
-import atexit, sys
+import atexit, os, sys
 import torch.distributed as dist
 from dermcli.cli.console import run_guarded
 from dermcli.core.errors import DermcliError
@@ -118,15 +118,27 @@ def command():
     print("done", end="")  # no newline, to a pipe: still in the buffer at the end
     if sys.argv[2] == "fails":
         raise DermcliError("it failed")
+    if sys.argv[2] == "breaks":
+        raise ValueError("a bug")
+    if sys.argv[2] == "loses its reader":
+        os.close(1)  # as a closed pipe: the last flush fails
     return 3
 run_guarded(command)
 """
 
 
-@pytest.mark.parametrize("outcome, code, err", [("returns", 3, ""), ("fails", 1, "error: it failed")])
-def test_a_process_of_a_job_leaves_it_with_its_status_and_output_but_not_through_the_interpreters_exit(tmp_path, outcome, code, err):
-    ended = subprocess.run([sys.executable, "-c", LEAVING, str(tmp_path / "init"), outcome], capture_output=True, text=True, timeout=120)
-    assert (ended.returncode, ended.stdout, ended.stderr.strip()) == (code, "done", err)
+@pytest.mark.parametrize("outcome, debug, code, out, err", [
+    ("returns", "", 3, "done", ""), ("fails", "", 1, "done", "error: it failed"),
+    ("breaks", "", 2, "done", "internal error: ValueError: a bug (set DERMCLI_DEBUG=1 for the traceback)"),
+    ("breaks", "1", 2, "done", "ValueError: a bug"), ("loses its reader", "", 3, "", ""),
+])
+def test_a_process_of_a_job_leaves_it_with_its_status_and_output_but_not_through_the_interpreters_exit(tmp_path, outcome, debug, code, out, err):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "DERMCLI_DEBUG")} | {"DERMCLI_DEBUG": debug}
+    ended = subprocess.run([sys.executable, "-c", LEAVING, str(tmp_path / "init"), outcome], capture_output=True, text=True,
+                           timeout=120, env=env)
+    assert (ended.returncode, ended.stdout) == (code, out)
+    assert ended.stderr.strip().splitlines()[-1:] == ([err] if err else [])  # a traceback before the last line under DERMCLI_DEBUG
+    assert "Traceback" in ended.stderr if debug else "Traceback" not in ended.stderr
 
 
 def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, ham_dir):

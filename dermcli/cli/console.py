@@ -5,6 +5,7 @@ pandas, numpy behind it) is imported inside it, so a cold `predict` loads only w
 import json
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,7 +83,13 @@ EXTRA_OF = {"torch": "train", "torchvision": "train", "torchcam": "train", "onnx
 
 def run_guarded(command, *args, **kwargs) -> None:
     """Run a command and exit with its status (see `guarded_status`); a process of a torchrun job leaves it first."""
-    status = guarded_status(command, *args, **kwargs)
+    try:
+        status = guarded_status(command, *args, **kwargs)
+    except Exception:  # DERMCLI_DEBUG's traceback: printed, then the job left as any other failure
+        if "torch.distributed" not in sys.modules:
+            raise
+        traceback.print_exc()
+        status = 2
     if "torch.distributed" in sys.modules:  # not loaded, no job was joined (and `--help` stays light)
         from dermcli.runtime.distributed import leave
 

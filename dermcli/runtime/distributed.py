@@ -5,6 +5,7 @@ Outside torchrun (no WORLD_SIZE, or 1) everything here is a no-op for a single p
 loop has no second branch: `World()` is one process of one.
 """
 
+import atexit
 import gc
 import os
 import sys
@@ -128,20 +129,28 @@ def start(device) -> World:
     # on a CPU while the others wait for its cache at a barrier.
     dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=timedelta(hours=1),
                             **({"device_id": torch.device(device)} if kind == "cuda" else {}))
+    # For library callers of train() or evaluate(); the CLI leaves the job before this can run (see `leave`).
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return world
 
 
 def leave(status: int) -> None:
     """End a process that joined a job with `status`: leave the process group and skip the interpreter's own
     exit, where gloo's threads aborted a finished process (SIGABRT, "terminate called without an active
-    exception"), which made torchrun fail the job and stop its other processes. Every file
-    is written and closed by then; only stdio needs flushing. A process outside a job returns (and imports
-    no torch: the ONNX predict path has none)."""
+    exception"), which made torchrun fail the job and stop its other processes. Every file is written and
+    closed by then; only stdio needs flushing. A process outside a job returns (and imports no torch: the
+    ONNX predict path has none)."""
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_initialized():
         return
-    gc.collect()  # the DDP wrappers, kept by reference cycles, before their process group
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    try:
+        if status == 0:  # a failed process may have peers inside a collective, where NCCL's teardown can wait on them
+            gc.collect()  # the DDP wrappers, kept by reference cycles, before their process group
+            dist.destroy_process_group()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the reader has gone (a closed pipe), or the stream is closed
+                pass
+    finally:  # whatever raised above, or a second Ctrl-C: never the interpreter's exit
+        os._exit(status)
