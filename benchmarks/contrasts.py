@@ -6,9 +6,11 @@ decision rules, each against the first candidate's argmax, with lesion-level 95%
 
 A candidate is scored as benchmarks/ensembles.py scores it (as `dermcli ensemble --input-size SIZE --tta TTA` ships
 it), from the same cached view logits. A prior power t decides argmax_k p_k / prior_k^t, the prior being the training
-split's class frequencies: t = 1 maximises balanced accuracy when p is calibrated, t = 0 is the shipped argmax. The
-probabilities, so both AUCs, do not change with t. Each difference resamples lesions with the same draws for both
-sides. Validation only: the test split is never read.
+split's class frequencies: t = 1 maximises balanced accuracy when p is calibrated to the training prior, t = 0 is the
+shipped argmax. Members trained with class weights (sqrt: about prior^-0.5) have part of that correction in p already,
+and the temperatures and t are both fitted on these validation images. The probabilities, so both AUCs, do not
+change with t. Each difference resamples lesions with the same draws for both sides. Validation only: the test split
+is never read.
 """
 
 import argparse
@@ -18,17 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dermcli.core.labels import malignant_score, malignant_targets, model_targets
-from dermcli.data.label_set import chosen_table
-from dermcli.data.split import load_split, select
+from dermcli.core.labels import model_targets
+from dermcli.data.split import select
 from dermcli.evaluation import bootstrap
-from dermcli.evaluation.evaluate import resolve_split_file
-from dermcli.evaluation.metrics import multiclass_summary, roc_auc
-from dermcli.models.checkpoint import read_checkpoint
-from dermcli.training.ensemble import SHARED_AT_ANY_SIZE, check_members
+from dermcli.evaluation.metrics import multiclass_summary
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensembles import member_views, subset_probs  # noqa: E402
+try:  # imported as benchmarks.contrasts (the tests), or run as a script from anywhere
+    from benchmarks.ensembles import candidates_split, malignant_auc, member_views, subset_probs
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ensembles import candidates_split, malignant_auc, member_views, subset_probs
 
 DECISION_FIGURES = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -42,6 +43,35 @@ def decided(probs: np.ndarray, prior: np.ndarray, power: float) -> np.ndarray:
     return (probs / prior ** power).argmax(axis=1)
 
 
+def training_prior(table, split, meta: dict) -> np.ndarray:
+    """The class frequencies of the training split, in the model's class order; every class must be there (a
+    prior of 0 would divide by zero)."""
+    counts = np.bincount(model_targets(select(table, split, "train")["dx"], meta), minlength=len(meta["class_names"]))
+    if not counts.all():
+        raise SystemExit(f"no training image of {', '.join(np.array(meta['class_names'])[counts == 0])}: its prior would be 0")
+    return counts / counts.sum()
+
+
+def decision_rows(y: np.ndarray, candidates: list[tuple[dict, np.ndarray]], prior: np.ndarray, powers: list[float],
+                  w: np.ndarray) -> list[dict]:
+    """A row per candidate (its row so far, its probabilities) and prior power: the decision figures, and 95% intervals
+    of their paired difference to the first candidate's argmax over the resample weights `w` (one draw of lesions
+    per row of w, the same draws for every row)."""
+    if 0 not in powers:
+        raise SystemExit("--powers must include 0: the reference is the first candidate's argmax")
+    rows, resampled = [], []
+    for row, probs in candidates:
+        for power in powers:
+            pred = decided(probs, prior, power)
+            point = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, pred, len(prior), np.ones((1, len(y)))))
+            resampled.append(bootstrap.confusion_scores(bootstrap.weighted_confusion(y, pred, len(prior), w)))
+            rows.append({**row, "prior_power": power, **{f: float(point[f][0]) for f in DECISION_FIGURES}})
+    reference = resampled[powers.index(0)]
+    for row, scores in zip(rows, resampled):
+        row["difference_95"] = {f: bootstrap.interval(scores[f] - reference[f]) for f in DECISION_FIGURES}
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("candidates", nargs="+", help="SIZE:A.pt[,B.pt...]; the first is the reference.")
@@ -53,35 +83,23 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args()
     candidates = [parse_candidate(c) for c in args.candidates]
-    weights = [w for _, members in candidates for w in members]
-    metas = {w: read_checkpoint(w)["meta"] for w in weights}
-    splits = [load_split(resolve_split_file(w, None)) for w in weights]
-    check_members(weights, [metas[w] for w in weights], splits, SHARED_AT_ANY_SIZE)  # one split, one class list
-    first = metas[weights[0]]
-    table = chosen_table({**first.get("config", {}), "data": str(args.data)})
-    val, train = select(table, splits[0], "val"), select(table, splits[0], "train")
+    weights = list(dict.fromkeys(w for _, members in candidates for w in members))
+    metas, table, split = candidates_split(weights, args.data)
+    metas, first = dict(zip(weights, metas)), metas[0]
+    val = select(table, split, "val")
     y = np.array(model_targets(val["dx"], first))
-    prior = np.bincount(model_targets(train["dx"], first), minlength=len(first["class_names"])) / len(train)
-    w = bootstrap.group_weights(val["lesion_id"].to_numpy(), args.resamples, seed=0)
-    k, rows, reference = len(prior), [], None
+    scored = []
     for size, members in candidates:
         views = [member_views(m, val, size, args.tta, args.views) for m in members]
         _, probs = subset_probs(views, [metas[m]["temperature"] for m in members], y)
-        aucs = {"macro_auc": multiclass_summary(y, probs)["macro_auc"],
-                "malignant_auc": roc_auc(malignant_targets(y, first), malignant_score(probs, first))}
-        for power in map(float, args.powers.split(",")):
-            pred = decided(probs, prior, power)
-            point = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, pred, k, np.ones((1, len(y)))))
-            resampled = bootstrap.confusion_scores(bootstrap.weighted_confusion(y, pred, k, w))
-            reference = reference or resampled
-            row = {"size": size, "members": [str(m) for m in members], "prior_power": power,
-                   **{f: float(point[f][0]) for f in DECISION_FIGURES}, **aucs,
-                   "difference_95": {f: bootstrap.interval(resampled[f] - reference[f]) for f in DECISION_FIGURES}}
-            rows.append(row)
-            print(f"{size} px, {' + '.join(m.parent.name for m in members)}, prior power {power:g}: "
-                  + ", ".join(f"{f} {row[f]:.4f} ({row['difference_95'][f][0]:+.3f} to {row['difference_95'][f][1]:+.3f})"
-                              for f in DECISION_FIGURES) + f", macro_auc {aucs['macro_auc']:.4f}, malignant_auc {aucs['malignant_auc']:.4f}",
-                  flush=True)
+        scored.append(({"size": size, "members": [str(m) for m in members], "macro_auc": multiclass_summary(y, probs)["macro_auc"],
+                        "malignant_auc": malignant_auc(y, probs, first)}, probs))
+    rows = decision_rows(y, scored, training_prior(table, split, first), [float(p) for p in args.powers.split(",")],
+                         bootstrap.group_weights(val["lesion_id"].to_numpy(), args.resamples, seed=0))
+    for row in rows:
+        print(f"{row['size']} px, {' + '.join(Path(m).parent.name for m in row['members'])}, prior power {row['prior_power']:g}: "
+              + ", ".join(f"{f} {row[f]:.4f} ({row['difference_95'][f][0]:+.3f} to {row['difference_95'][f][1]:+.3f})"
+                          for f in DECISION_FIGURES) + f", macro_auc {row['macro_auc']:.4f}, malignant_auc {row['malignant_auc']:.4f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -60,12 +60,24 @@ def subset_probs(views: list[np.ndarray], temperatures: list[float], y: np.ndarr
     return calibrated_mean(mean, y)
 
 
+def malignant_auc(y: np.ndarray, probs: np.ndarray, meta: dict) -> float:
+    return roc_auc(malignant_targets(y, meta), malignant_score(probs, meta))
+
+
 def subset_figures(views: list[np.ndarray], temperatures: list[float], y: np.ndarray, meta: dict) -> dict:
     """Figures of subset_probs."""
     temperature, probs = subset_probs(views, temperatures, y)
     summary = multiclass_summary(y, probs)
     return {**{k: summary[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")},
-            "malignant_auc": roc_auc(malignant_targets(y, meta), malignant_score(probs, meta)), "temperature": temperature}
+            "malignant_auc": malignant_auc(y, probs, meta), "temperature": temperature}
+
+
+def candidates_split(weights: list[Path], data: Path):
+    """The checkpoints' metas, the image table and the split they share (checked: one split, one class list)."""
+    metas = [read_checkpoint(w)["meta"] for w in weights]
+    splits = [load_split(resolve_split_file(w, None)) for w in weights]
+    check_members(weights, metas, splits, SHARED_AT_ANY_SIZE)
+    return metas, chosen_table({**metas[0].get("config", {}), "data": str(data)}), splits[0]
 
 
 def main() -> None:
@@ -77,11 +89,9 @@ def main() -> None:
     parser.add_argument("--views", type=Path, default=Path("runs/val_views"), help="Where the members' view logits are kept.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args()
-    metas = [read_checkpoint(w)["meta"] for w in args.weights]
-    splits = [load_split(resolve_split_file(w, None)) for w in args.weights]
-    check_members(args.weights, metas, splits, SHARED_AT_ANY_SIZE)  # one split, one class list
+    metas, table, split = candidates_split(args.weights, args.data)
     first = metas[0]
-    val = select(chosen_table({**first.get("config", {}), "data": str(args.data)}), splits[0], "val")
+    val = select(table, split, "val")
     y = np.array(model_targets(val["dx"], first))
     rows = []
     for size in map(int, args.sizes.split(",")):

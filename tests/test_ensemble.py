@@ -152,15 +152,55 @@ def test_the_contrasts_benchmark_differences_are_paired_and_the_prior_power_trad
     data, runs = members
     out = tmp_path / "contrasts.json"
     pair, single = ",".join(map(str, runs)), str(runs[1])
-    monkeypatch.setattr(sys, "argv", ["contrasts.py", f"28:{pair}", f"28:{single}", f"28:{pair}", "--powers", "0,1", "--data", str(data),
-                                      "--tta", "flips", "--views", str(tmp_path / "views"), "--resamples", "200", "--json", str(out)])
-    contrasts.main()
-    rows = json.loads(out.read_text())
-    reference, single_rows, again = rows[:2], rows[2:4], rows[4:]
+
+    def rows(*candidates, powers="0,1"):
+        monkeypatch.setattr(sys, "argv", ["contrasts.py", *candidates, "--powers", powers, "--data", str(data), "--tta", "flips",
+                                          "--views", str(tmp_path / "views"), "--resamples", "200", "--json", str(out)])
+        contrasts.main()
+        return json.loads(out.read_text())
+
+    every = rows(f"28:{pair}", f"28:{single}", f"28:{pair}")
+    reference, single_rows, again = every[:2], every[2:4], every[4:]
     assert all(r["difference_95"] == {f: [0.0, 0.0] for f in contrasts.DECISION_FIGURES} for r in (reference[0], again[0]))
+    assert again == reference  # the same candidate, the same draws: the same figures and differences at every power
     assert {k: single_rows[0][k] for k in ("accuracy", "macro_auc")} == {k: benchmark_rows([runs[1]], data, tmp_path, monkeypatch, "28", "flips")[0][k]
                                                                          for k in ("accuracy", "macro_auc")}
     assert reference[1]["macro_auc"] == reference[0]["macro_auc"]  # the prior moves decisions, never the probabilities
     probs = np.array([[0.6, 0.4], [0.3, 0.7]])
     assert contrasts.decided(probs, np.array([0.9, 0.1]), 0).tolist() == [0, 1]
     assert contrasts.decided(probs, np.array([0.9, 0.1]), 1).tolist() == [1, 1]  # 0.6 / 0.9 < 0.4 / 0.1
+
+
+def test_the_contrasts_differences_are_paired_over_lesions_against_the_first_candidates_argmax():
+    from benchmarks import contrasts
+    from dermcli.evaluation.bootstrap import group_weights
+
+    rng = np.random.default_rng(0)
+    lesions = np.repeat(np.arange(30), 2)  # two images a lesion
+    y = rng.integers(0, 3, 60)
+    right, wrong = np.eye(3)[y] * 0.8 + 0.1, np.eye(3)[(y + 1) % 3] * 0.8 + 0.1
+    half = np.where((lesions % 2 == 0)[:, None], right, wrong)  # right on every other lesion
+    w = group_weights(lesions, 300, seed=0)
+    prior = np.array([0.9, 0.05, 0.05])  # a prior that moves decisions away from class 0 at power 1
+    rows = contrasts.decision_rows(y, [({"name": "half"}, half), ({"name": "all"}, right)], prior, [1.0, 0.0], w)
+    assert [(r["name"], r["prior_power"]) for r in rows] == [("half", 1.0), ("half", 0.0), ("all", 1.0), ("all", 0.0)]
+    assert (rows[1]["accuracy"], rows[3]["accuracy"]) == (0.5, 1.0) and rows[2]["accuracy"] < 1.0
+    assert rows[1]["difference_95"]["accuracy"] == (0.0, 0.0) != rows[0]["difference_95"]["accuracy"]  # half's argmax, not its first row
+    low, high = rows[3]["difference_95"]["accuracy"]
+    assert 0.3 < low < 0.5 < high < 0.7  # half's accuracy moves with the drawn lesions, and all's lead with it
+    assert contrasts.decision_rows(y, [({}, half), ({}, half)], prior, [0.0], w)[1]["difference_95"]["accuracy"] == (0.0, 0.0)  # paired
+    with pytest.raises(SystemExit, match="must include 0"):
+        contrasts.decision_rows(y, [({}, half)], prior, [0.5], w)
+
+
+def test_the_contrasts_prior_is_the_training_splits_and_refuses_an_absent_class():
+    from benchmarks import contrasts
+
+    meta = {"task": "multiclass", "class_names": ["bcc", "mel", "nv"]}
+    table = pd.DataFrame({"image_id": [f"i{n}" for n in range(8)], "dx": ["nv", "nv", "nv", "mel", "bcc", "mel", "mel", "mel"]})
+    table["lesion_id"] = table["image_id"]
+    split = pd.DataFrame({"image_id": table["image_id"], "split": ["train"] * 5 + ["val"] * 3})
+    assert contrasts.training_prior(table, split, meta).tolist() == [0.2, 0.2, 0.6]  # validation (all mel) left out
+    split.loc[4, "split"] = "val"
+    with pytest.raises(SystemExit, match="no training image of bcc"):
+        contrasts.training_prior(table, split, meta)

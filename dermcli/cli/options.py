@@ -30,7 +30,7 @@ def config_options(cls) -> list[inspect.Parameter]:
         name, help_text = f.name.replace("_", "-"), f.metadata["help"]
         default = "" if f.default in ("", None) else f" Default: {'--' + name if f.default is True else '--no-' + name if f.default is False else f.default}."
         # a field whose default is 0 means "the default" by 0 (train --input-size: the model's own), as the dataclass takes it
-        extra = {"callback": range_check(name, zero_allowed=f.default == 0)} if name in RANGES else {}
+        extra = {"callback": range_check(name, zero_allowed=type(f.default) in (int, float) and f.default == 0)} if name in RANGES else {}
         option = typer.Option(help=(help_with_range(name, help_text) if name in RANGES else help_text) + default, show_default=False, **extra)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]))
     return params
