@@ -8,7 +8,7 @@ A candidate is scored as benchmarks/ensembles.py scores it (as `dermcli ensemble
 it), from the same cached view logits. A prior power t decides argmax_k p_k / prior_k^t, the prior being the training
 split's class frequencies: t = 1 maximises balanced accuracy when p is calibrated to the training prior, t = 0 is the
 shipped argmax. Members trained with class weights (sqrt: about prior^-0.5) have part of that correction in p already,
-and the temperatures and t are both fitted on these validation images. The probabilities, so both AUCs, do not
+and their temperatures were fitted on these validation images. The probabilities, so both AUCs, do not
 change with t. Each difference resamples lesions with the same draws for both sides. Validation only: the test split
 is never read.
 """

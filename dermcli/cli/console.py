@@ -86,15 +86,21 @@ def run_guarded(command, *args, **kwargs) -> None:
     try:
         status = guarded_status(command, *args, **kwargs)
     except Exception:  # DERMCLI_DEBUG's traceback: printed, then the job left as any other failure
-        if "torch.distributed" not in sys.modules:
+        if not joined_job():
             raise
         traceback.print_exc()
         status = 2
-    if "torch.distributed" in sys.modules:  # not loaded, no job was joined (and `--help` stays light)
+    if joined_job():
         from dermcli.runtime.distributed import leave
 
         leave(status)
     sys.exit(status)
+
+
+def joined_job() -> bool:
+    """Whether this process joined a torchrun job; torch.distributed not loaded, it did not (and `--help` stays light)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_initialized()
 
 
 def guarded_status(command, *args, **kwargs) -> int:

@@ -138,11 +138,9 @@ def leave(status: int) -> None:
     """End a process that joined a job with `status`: leave the process group and skip the interpreter's own
     exit, where gloo's threads aborted a finished process (SIGABRT, "terminate called without an active
     exception"), which made torchrun fail the job and stop its other processes. Every file is written and
-    closed by then; only stdio needs flushing. A process outside a job returns (and imports no torch: the
-    ONNX predict path has none)."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_initialized():
-        return
+    closed by then; only stdio needs flushing."""
+    import torch.distributed as dist
+
     try:
         if status == 0:  # a failed process may have peers inside a collective, where NCCL's teardown can wait on them
             gc.collect()  # the DDP wrappers, kept by reference cycles, before their process group
