@@ -130,7 +130,7 @@ def test_shipped_weights_find_the_split_in_the_folder_named_after_them():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """Generated data, a trained 1-epoch run laid out as shipped weights are (NAME.pt + NAME/), and an eval folder."""
+    """Generated data, a trained 1-epoch run laid out as shipped weights are (NAME.pt + NAME/), an eval folder and two images."""
     root = tmp_path_factory.mktemp("paths")
     data = make_ham(root / "ham", lesions_per_class=6)
     run = root / "run"
@@ -139,9 +139,13 @@ def workspace(tmp_path_factory):
     (shipped.parent / "tiny").mkdir(parents=True)
     shutil.copy(run / "best.pt", shipped)
     shutil.copy(run / "split.csv", shipped.parent / "tiny" / "split.csv")
+    few = root / "few"  # predict and explain write a figure per image: two images keep each case quick
+    few.mkdir()
+    for image in sorted((data / "HAM10000_images_part_1").glob("*.jpg"))[:2]:
+        shutil.copy(image, few / image.name)
     (root / "notes.txt").write_text("not what any option wants\n")
     (root / "empty").mkdir()
-    return {"root": root, "data": data, "run": run, "weights": shipped}
+    return {"root": root, "data": data, "run": run, "weights": shipped, "few": few}
 
 
 def base_command(command: str, ws: dict, tmp_path) -> list[str]:
@@ -149,8 +153,8 @@ def base_command(command: str, ws: dict, tmp_path) -> list[str]:
     return {
         "train": ["train", "--data", str(ws["data"]), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16"],
         "eval": ["eval", "--weights", str(ws["weights"]), "--data", str(ws["data"]), "--out", str(tmp_path / "eval"), "--engine", "torch"],
-        "predict": ["predict", str(ws["data"]), "--weights", str(ws["weights"]), "--engine", "torch"],
-        "explain": ["explain", str(ws["data"] / "HAM10000_images_part_1"), "--weights", str(ws["weights"]), "--out", str(tmp_path / "maps")],
+        "predict": ["predict", str(ws["few"]), "--weights", str(ws["weights"]), "--engine", "torch"],
+        "explain": ["explain", str(ws["few"]), "--weights", str(ws["weights"]), "--out", str(tmp_path / "maps")],
         "report": ["report", str(ws["root"] / "evaluated")],
         "export": ["export", str(ws["weights"]), "--out", str(tmp_path / "m.onnx")],
         "compare": ["compare", str(ws["root"] / "evaluated"), str(ws["root"] / "evaluated"), "--out", str(tmp_path / "compared")],
