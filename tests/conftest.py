@@ -23,21 +23,27 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DERMCLI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def write_image(path: Path, seed: int, size=(40, 30), fmt=None) -> Path:
-    rng = np.random.default_rng(seed)
+def write_image(path: Path, seed: int, size=(40, 30), fmt=None, tint=None) -> Path:
+    """Noise; `tint` (an RGB colour) mixes in half of it, so that images of one tint can be told from others."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    if tint is not None:
+        pixels = ((pixels.astype(np.uint16) + np.asarray(tint, dtype=np.uint16)) // 2).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, fmt)
+    Image.fromarray(pixels).save(path, fmt)
     return path
 
 
-def make_ham(root: Path, lesions_per_class: int = 3, images_per_lesion: int = 2) -> Path:
-    """A generated HAM10000-layout folder: metadata CSV plus JPEGs split over two part folders."""
+def make_ham(root: Path, lesions_per_class: int = 3, images_per_lesion: int = 2, tinted: bool = False) -> Path:
+    """A generated HAM10000-layout folder: metadata CSV plus JPEGs split over two part folders. Its images are
+    noise, so a model learns nothing from them and its validation NLL barely depends on the temperature; `tinted`
+    gives each class a colour of its own, for tests that need a model to learn something."""
     rows, n = [], 0
-    for dx in CLASSES:
+    for k, dx in enumerate(CLASSES):
         for lesion in range(lesions_per_class):
             for _ in range(images_per_lesion):
                 image_id = f"ISIC_{n:07d}"
-                write_image(root / f"HAM10000_images_part_{1 + n % 2}" / f"{image_id}.jpg", n)
+                write_image(root / f"HAM10000_images_part_{1 + n % 2}" / f"{image_id}.jpg", n,
+                            tint=(255 * (k & 1), 255 * (k >> 1 & 1), 255 * (k >> 2 & 1)) if tinted else None)
                 rows.append({"lesion_id": f"HAM_{dx}_{lesion}", "image_id": image_id, "dx": dx, "dx_type": "histo",
                              "age": 50.0, "sex": "male", "localization": "back"})
                 n += 1

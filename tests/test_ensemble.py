@@ -23,8 +23,8 @@ from tests.conftest import make_ham, run_cli
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
-    data = make_ham(root / "ham", lesions_per_class=6)
-    runs = [train(TrainConfig(data=str(data), out=str(root / f"seed{seed}"), epochs=2, batch_size=16, seed=seed)) for seed in (1, 2)]
+    data = make_ham(root / "ham", lesions_per_class=6, tinted=True)  # a temperature fits to a clear minimum
+    runs = [train(TrainConfig(data=str(data), out=str(root / f"seed{seed}"), epochs=3, batch_size=16, lr=0.01, seed=seed)) for seed in (1, 2)]
     return data, runs
 
 
