@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from dermcli.data.transforms import normalize
 from dermcli.inference.predict import SHIPPED
 from dermcli.inference.tta import tta_views
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import REPO  # noqa: E402
+
 CORES = os.cpu_count() or 1
 SETTINGS = {  # name: (execution mode, intra-op threads, inter-op threads)
     f"sequential, {CORES} intra-op threads (predict's)": (ort.ExecutionMode.ORT_SEQUENTIAL, CORES, 1),
