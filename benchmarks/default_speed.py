@@ -49,7 +49,7 @@ from dermcli.inference.loading import load_runner
 from dermcli.inference.predict import SHIPPED, default_tta, input_resolution
 from dermcli.inference.tta import view_outputs
 runner = load_runner(SHIPPED[sys.argv[1]], "onnx")
-resolution = input_resolution(runner.meta, False, print, SHIPPED[sys.argv[1]])
+resolution = input_resolution(runner.meta, False, lambda msg: None, SHIPPED[sys.argv[1]])  # stdout is the figure
 image = decode_rgb(sys.argv[2], runner.meta["input_size"], resolution)[0][None]
 start = time.perf_counter()
 view_outputs(runner, image, default_tta(sys.argv[3] if len(sys.argv) > 3 else None, runner.meta))
